@@ -1,0 +1,5 @@
+import sys
+
+from pgmath.cli import main
+
+sys.exit(main())

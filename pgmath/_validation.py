@@ -1,0 +1,130 @@
+"""Input checks shared by every public function.
+
+Bad input gets a ``ValueError`` that names the argument, never a silent wrong number:
+wrong shapes (no silent broadcasting), NaN/inf, a discount outside [0, 1], done flags that
+are not boolean or 0/1, empty time axes, non-positive clip ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "as_flags",
+    "check_finite",
+    "check_float_tensor",
+    "check_in_unit_interval",
+    "check_mask",
+    "check_positive",
+    "check_same_shape",
+    "check_time_major",
+]
+
+
+def check_float_tensor(x: object, name: str, *, finite: bool = True) -> torch.Tensor:
+    """Return ``x`` if it is a floating-point tensor (finite unless ``finite=False``)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if finite:
+        check_finite(x, name)
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str, mask: torch.Tensor | None = None) -> None:
+    """Raise if ``x`` holds NaN or inf (only where ``mask`` is true, when given)."""
+    bad = ~torch.isfinite(x)
+    if mask is not None:
+        bad = bad & mask
+    if bool(bad.any()):
+        n = int(bad.sum())
+        raise ValueError(f"{name} contains {n} non-finite value(s) (NaN or inf)")
+
+
+def check_time_major(x: torch.Tensor, name: str) -> None:
+    """Raise unless ``x`` has a non-empty leading time axis ``[T, *B]``."""
+    if x.dim() == 0:
+        raise ValueError(f"{name} must be time-major [T, *B], got a scalar")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has an empty time axis (T = 0)")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+
+
+def check_same_shape(ref_name: str, ref: torch.Tensor, **others: torch.Tensor | None) -> None:
+    """Raise unless every tensor in ``others`` has exactly the shape of ``ref``."""
+    for name, t in others.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.shape != ref.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)} but {ref_name} has shape "
+                f"{tuple(ref.shape)}; shapes must match exactly (no broadcasting)"
+            )
+        if t.device != ref.device:
+            raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}")
+
+
+def as_flags(x: object, name: str) -> torch.Tensor:
+    """Return episode-end flags as a bool tensor.
+
+    Accepts a bool tensor, or an integer / floating tensor whose values are all exactly 0 or 1.
+    Anything else (2, 0.5, NaN) is a ``ValueError`` naming the argument.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype == torch.bool:
+        return x
+    if torch.is_complex(x):
+        raise ValueError(f"{name} must be boolean or 0/1, got complex dtype {x.dtype}")
+    ok = (x == 0) | (x == 1)
+    if not bool(ok.all()):
+        raise ValueError(f"{name} must be boolean or hold only 0/1 values")
+    return x != 0
+
+
+def check_mask(mask: object, name: str, shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Return a bool mask of exactly ``shape`` (0/1 numeric masks are accepted)."""
+    m = as_flags(mask, name)
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} has shape {tuple(m.shape)} but must have shape {tuple(shape)} (no broadcasting)"
+        )
+    if m.device != device:
+        raise ValueError(f"{name} is on {m.device} but the data are on {device}")
+    return m
+
+
+def _as_real(value: object, name: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def check_in_unit_interval(value: object, name: str) -> float:
+    """Return ``value`` as a float, raising unless it lies in [0, 1]."""
+    v = _as_real(value, name)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {v}")
+    return v
+
+
+def check_positive(value: object, name: str) -> float:
+    """Return ``value`` as a float, raising unless it is > 0."""
+    v = _as_real(value, name)
+    if not v > 0.0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return v
