@@ -1,0 +1,182 @@
+"""Advantage estimators: GAE(γ, λ), λ-returns, and advantage normalisation.
+
+Generalized Advantage Estimation (Schulman, Moritz, Levine, Jordan & Abbeel, 2015, eqs. 11–16):
+
+    δₜ  = rₜ + γ (1 − termₜ) V(sₜ₊₁) − V(sₜ)
+    Âₜ  = Σₗ (γλ)ˡ δₜ₊ₗ   (the sum stops at the end of the episode)
+        = δₜ + γλ Âₜ₊₁    inside an episode;  Âₜ = δₜ  where the episode ends at t.
+
+λ = 0 gives the TD error δₜ; λ = 1 gives Gₜ − V(sₜ) with Gₜ bootstrapped at truncation.
+The λ-return is G^λₜ = Âₜ + V(sₜ), which satisfies
+G^λₜ = rₜ + γ [(1 − λ) V(sₜ₊₁) + λ G^λₜ₊₁] inside an episode (Sutton & Barto, 2nd ed., eq. 12.4
+in recursive form). See :mod:`pgmath.returns` for the time-index conventions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pgmath._validation import check_finite, check_float_tensor, check_mask, check_time_major
+from pgmath._validation import check_in_unit_interval as _unit
+from pgmath.returns import _check_rollout
+from pgmath.scan import Backend, _compute_dtype, _pick_backend, _scan_torch, gae_numba
+
+__all__ = ["gae", "gae_reference", "lambda_returns", "normalize_advantages"]
+
+
+def _check_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    if values is None:
+        raise ValueError("values is required")
+    if next_values is None:
+        raise ValueError("next_values is required")
+    term, trunc = _check_rollout(
+        rewards, values=values, next_values=next_values, terminated=terminated, truncated=truncated
+    )
+    return term, trunc, _unit(gamma, "gamma"), _unit(lam, "lam")
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """Generalized advantage estimates Âₜ = δₜ + γλ Âₜ₊₁ (reset at every episode end).
+
+    Args:
+      rewards: ``[T, *B]`` rₜ.
+      values: ``[T, *B]`` V(sₜ).
+      next_values: ``[T, *B]`` V(sₜ₊₁) (the real final observation's value at a truncation).
+      terminated: ``[T, *B]`` bool/0-1: sₜ₊₁ is terminal (δₜ = rₜ − V(sₜ)).
+      truncated: ``[T, *B]`` bool/0-1: the episode was cut after step t (δₜ bootstraps from
+        ``next_values[t]``; Âₜ does not look into the next episode).
+      gamma: discount γ in [0, 1].
+      lam: λ in [0, 1].
+      backend: ``"auto"`` (compiled numba kernel on CPU without autograd, else the blocked torch
+        scan), ``"torch"``, ``"numba"``, or ``"reference"`` (:func:`gae_reference`).
+    Returns:
+      ``[T, *B]`` Âₜ, same dtype/device as ``rewards``.
+
+    Checked by: ``tests/test_advantages.py`` (hypothesis: fast == reference for every backend,
+    dtype and episode-end pattern; λ = 0 → δ; λ = 1 → G − V; λ-return recursion; T = 100 000 in
+    float64); proof ``proofs/gae.py``.
+    """
+    term, trunc, gamma, lam = _check_gae(
+        rewards, values, next_values, terminated, truncated, gamma, lam
+    )
+    if backend == "reference":
+        return gae_reference(
+            rewards, values, next_values, terminated, truncated, gamma=gamma, lam=lam
+        )
+    shape = rewards.shape
+    T = shape[0]
+    r, v, nv = (t.reshape(T, -1) for t in (rewards, values, next_values))
+    term2, trunc2 = term.reshape(T, -1), trunc.reshape(T, -1)
+    if _pick_backend(backend, rewards, values, next_values) == "numba":
+        return gae_numba(r, v, nv, term2, trunc2, gamma, lam).reshape(shape)
+    cd = _compute_dtype(rewards.dtype)
+    r, v, nv = r.to(cd), v.to(cd), nv.to(cd)
+    delta = r + gamma * (~term2).to(cd) * nv - v
+    stop = term2 | trunc2
+    stop[-1] = True
+    c = (gamma * lam) * (~stop).to(cd)
+    return _scan_torch(delta, c).to(rewards.dtype).reshape(shape)
+
+
+def gae_reference(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """:func:`gae` by a plain reverse loop over t — the reference implementation."""
+    term, trunc, gamma, lam = _check_gae(
+        rewards, values, next_values, terminated, truncated, gamma, lam
+    )
+    T = rewards.shape[0]
+    adv = torch.empty_like(rewards)
+    a_next = torch.zeros_like(rewards[0])
+    # backward in time: t = T-1, …, 0
+    for t in range(T - 1, -1, -1):
+        not_term = (~term[t]).to(rewards.dtype)
+        delta = rewards[t] + gamma * not_term * next_values[t] - values[t]
+        if t == T - 1:
+            goes_on = torch.zeros_like(not_term)
+        else:
+            goes_on = (~(term[t] | trunc[t])).to(rewards.dtype)
+        a_next = delta + gamma * lam * goes_on * a_next
+        adv[t] = a_next
+    return adv
+
+
+def lambda_returns(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    *,
+    gamma: float,
+    lam: float,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """λ-returns G^λₜ = Âₜ + V(sₜ), the usual critic target of PPO/A2C.
+
+    Inside an episode G^λₜ = rₜ + γ [(1 − λ) V(sₜ₊₁) + λ G^λₜ₊₁]; at an episode end
+    G^λₜ = rₜ + γ (1 − termₜ) V(sₜ₊₁). Arguments as :func:`gae`.
+
+    Checked by: ``tests/test_advantages.py::test_lambda_returns_recursion``.
+    """
+    adv = gae(
+        rewards, values, next_values, terminated, truncated, gamma=gamma, lam=lam, backend=backend
+    )
+    return adv + values
+
+
+def normalize_advantages(
+    adv: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8
+) -> torch.Tensor:
+    """(Â − mean Â) / (std Â + eps) over all entries (or over those where ``mask`` is true).
+
+    The standard deviation is the unbiased one (Bessel's correction, as ``torch.std``, which
+    Stable-Baselines3 and CleanRL use). Masked-out entries are returned as 0 and may hold NaN
+    (they never reach the statistics). Normalisation rescales and shifts the gradient estimate:
+    shifting by a constant is a state-independent baseline (unbiased), the scaling only changes the
+    step size. At least two (unmasked) entries are needed.
+
+    Args:
+      adv: ``[*]`` advantages.
+      mask: optional bool/0-1 ``[*]`` of the same shape: entries that count.
+      eps: added to the standard deviation (> 0 guards a constant batch).
+
+    Checked by: ``tests/test_advantages.py::test_normalize_*``.
+    """
+    check_float_tensor(adv, "adv", finite=False)
+    check_time_major(adv, "adv")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if mask is None:
+        check_finite(adv, "adv")
+        n = adv.numel()
+        if n < 2:
+            raise ValueError("adv must hold at least 2 entries to normalize")
+        return (adv - adv.mean()) / (adv.std() + eps)
+    m = check_mask(mask, "mask", adv.shape, adv.device)
+    check_finite(adv, "adv", mask=m)
+    n = int(m.sum())
+    if n < 2:
+        raise ValueError(f"mask must select at least 2 entries to normalize, got {n}")
+    safe = torch.where(m, adv, torch.zeros((), dtype=adv.dtype, device=adv.device))
+    mean = safe.sum() / n
+    var = (torch.where(m, safe - mean, torch.zeros_like(safe)) ** 2).sum() / (n - 1)
+    out = (safe - mean) / (var.sqrt() + eps)
+    return torch.where(m, out, torch.zeros_like(out))

@@ -1,0 +1,191 @@
+"""Discounted returns and one-step TD errors.
+
+Conventions (time-major ``[T, *B]``, shared by the whole library):
+
+* ``rewards[t]`` = rₜ, the reward of step t (taking aₜ in sₜ);
+* ``values[t]`` = V(sₜ); ``next_values[t]`` = V(sₜ₊₁), the value of the observation that
+  followed step t — for a truncated episode its *real* final observation, not the reset one;
+* ``terminated[t]``: sₜ₊₁ is terminal, so nothing is bootstrapped after step t;
+* ``truncated[t]``: the episode was cut after step t although sₜ₊₁ is not terminal: bootstrap
+  from ``next_values[t]``, and do not let the recursion cross into the next episode.
+* The rollout's last step t = T-1 bootstraps from ``next_values[T-1]`` unless terminated.
+
+Sources: Sutton & Barto (2nd ed.), eqs. 3.9 and 6.5; Pardo et al. (2018), "Time Limits in
+Reinforcement Learning", for bootstrapping at truncation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pgmath._validation import (
+    as_flags,
+    check_float_tensor,
+    check_in_unit_interval,
+    check_same_shape,
+    check_time_major,
+)
+from pgmath.scan import Backend, _compute_dtype, _pick_backend, _scan_torch, returns_numba
+
+__all__ = [
+    "discounted_returns",
+    "discounted_returns_reference",
+    "td_errors",
+]
+
+
+def _check_rollout(
+    rewards: torch.Tensor,
+    *,
+    values: torch.Tensor | None = None,
+    next_values: torch.Tensor | None = None,
+    terminated: object = None,
+    truncated: object = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate a time-major rollout; return the (terminated, truncated) flags as bool tensors."""
+    check_float_tensor(rewards, "rewards")
+    check_time_major(rewards, "rewards")
+    if values is not None:
+        check_float_tensor(values, "values")
+    if next_values is not None:
+        check_float_tensor(next_values, "next_values")
+    term = as_flags(terminated, "terminated")
+    trunc = as_flags(truncated, "truncated") if truncated is not None else None
+    check_same_shape(
+        "rewards", rewards, values=values, next_values=next_values, terminated=term, truncated=trunc
+    )
+    return term, trunc
+
+
+def td_errors(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    gamma: float,
+) -> torch.Tensor:
+    """One-step temporal-difference errors.
+
+        δₜ = rₜ + γ (1 − termₜ) V(sₜ₊₁) − V(sₜ)
+
+    Truncation does not enter: a truncated step still bootstraps from V(sₜ₊₁) (its real final
+    observation). Source: Sutton & Barto (2nd ed.), eq. 6.5.
+
+    Args:
+      rewards: ``[T, *B]`` rₜ.
+      values: ``[T, *B]`` V(sₜ).
+      next_values: ``[T, *B]`` V(sₜ₊₁).
+      terminated: ``[T, *B]`` bool (or 0/1): sₜ₊₁ is terminal.
+      gamma: discount in [0, 1].
+    Returns:
+      ``[T, *B]`` δₜ, same dtype/device as ``rewards``.
+
+    Checked by: ``tests/test_returns.py::test_td_errors_*``; GAE(λ=0) == δ in
+    ``tests/test_advantages.py``; proof ``proofs/gae.py``.
+    """
+    term, _ = _check_rollout(rewards, values=values, next_values=next_values, terminated=terminated)
+    gamma = check_in_unit_interval(gamma, "gamma")
+    not_term = (~term).to(rewards.dtype)
+    return rewards + gamma * not_term * next_values - values
+
+
+def _returns_terms(
+    rewards: torch.Tensor,
+    term: torch.Tensor,
+    trunc: torch.Tensor,
+    gamma: float,
+    next_values: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(xₜ, cₜ) of Gₜ = xₜ + cₜ Gₜ₊₁ — the terms of the generic scan."""
+    last = torch.zeros_like(term)
+    last[-1] = True
+    stop = term | trunc | last  # the recursion does not look past this step
+    x = rewards
+    if next_values is not None:
+        boot = (trunc | last) & ~term
+        x = rewards + gamma * boot.to(rewards.dtype) * next_values
+    c = gamma * (~stop).to(rewards.dtype)
+    return x, c
+
+
+def discounted_returns(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    *,
+    gamma: float,
+    next_values: torch.Tensor | None = None,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """Discounted reward-to-go, bootstrapped where an episode is cut.
+
+        Gₜ = rₜ + γ Gₜ₊₁                    inside an episode,
+        Gₜ = rₜ                              if termₜ,
+        Gₜ = rₜ + γ V(sₜ₊₁)                  if truncₜ or t = T−1 (and not termₜ), with
+                                             V(sₜ₊₁) = ``next_values[t]``, or 0 when not given.
+
+    Source: Sutton & Barto (2nd ed.), eq. 3.9; bootstrapping at truncation: Pardo et al. (2018).
+
+    Args:
+      rewards: ``[T, *B]`` rₜ.
+      terminated: ``[T, *B]`` bool/0-1: sₜ₊₁ is terminal.
+      truncated: ``[T, *B]`` bool/0-1: the episode was cut after step t.
+      gamma: discount in [0, 1].
+      next_values: optional ``[T, *B]`` V(sₜ₊₁), used only where the episode is cut.
+      backend: ``"auto"``, ``"torch"``, ``"numba"`` or ``"reference"`` (see :mod:`pgmath.scan`).
+    Returns:
+      ``[T, *B]`` Gₜ, same dtype/device as ``rewards``.
+
+    Checked by: ``tests/test_returns.py`` (reference loop == fast, γ = 0 and γ = 1, bootstrap at
+    truncation); GAE(λ=1) + V == G in ``tests/test_advantages.py``; proof ``proofs/gae.py``.
+    """
+    term, trunc = _check_rollout(
+        rewards, next_values=next_values, terminated=terminated, truncated=truncated
+    )
+    gamma = check_in_unit_interval(gamma, "gamma")
+    if backend == "reference":
+        return discounted_returns_reference(
+            rewards, terminated, truncated, gamma=gamma, next_values=next_values
+        )
+    shape = rewards.shape
+    flat = [t.reshape(shape[0], -1) if t is not None else None
+            for t in (rewards, term, trunc, next_values)]
+    r2, term2, trunc2, nv2 = flat
+    if _pick_backend(backend, *(t for t in (rewards, next_values) if t is not None)) == "numba":
+        return returns_numba(r2, nv2, term2, trunc2, gamma).reshape(shape)
+    cd = _compute_dtype(rewards.dtype)
+    x, c = _returns_terms(
+        r2.to(cd), term2, trunc2, gamma, nv2.to(cd) if nv2 is not None else None
+    )
+    return _scan_torch(x, c).to(rewards.dtype).reshape(shape)
+
+
+def discounted_returns_reference(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    *,
+    gamma: float,
+    next_values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`discounted_returns` by a plain reverse loop over t (the reference)."""
+    term, trunc = _check_rollout(
+        rewards, next_values=next_values, terminated=terminated, truncated=truncated
+    )
+    gamma = check_in_unit_interval(gamma, "gamma")
+    T = rewards.shape[0]
+    out = torch.empty_like(rewards)
+    g_next = torch.zeros_like(rewards[0])
+    # backward in time: t = T-1, …, 0
+    for t in range(T - 1, -1, -1):
+        if next_values is not None:
+            boot = next_values[t]
+        else:
+            boot = torch.zeros_like(rewards[t])
+        cut = trunc[t] | (t == T - 1)
+        follow = torch.where(cut, boot, g_next)  # what comes after step t in this episode
+        g = torch.where(term[t], rewards[t], rewards[t] + gamma * follow)
+        out[t] = g
+        g_next = g
+    return out
