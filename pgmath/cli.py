@@ -31,7 +31,7 @@ def _load(modname: str):
     try:
         return importlib.import_module(modname)
     except ModuleNotFoundError as exc:  # only a missing area is tolerated, not a broken one
-        if exc.name == modname:
+        if exc.name is not None and (modname == exc.name or modname.startswith(exc.name + ".")):
             return None
         raise
 

@@ -65,6 +65,14 @@ def _check_pair(
     return m
 
 
+def _zero_masked(m: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Replace masked-out entries by 0 *before* any arithmetic, so that neither the value nor the
+    gradient sees them (a NaN there would otherwise return as 0 · NaN = NaN in the backward pass)."""
+    if m is None:
+        return tensors
+    return tuple(torch.where(m, t, torch.zeros((), dtype=t.dtype, device=t.device)) for t in tensors)
+
+
 def policy_gradient_loss(
     log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -84,6 +92,7 @@ def policy_gradient_loss(
       scalar loss.
     """
     m = _check_pair("log_probs", log_probs, mask, advantages=advantages)
+    log_probs, advantages = _zero_masked(m, log_probs, advantages)
     return -masked_mean(log_probs * advantages.detach(), m)
 
 
@@ -124,12 +133,14 @@ def ppo_clip_loss(
         if dual_clip <= 1.0:
             raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
 
+    log_probs, old_log_probs, advantages = _zero_masked(m, log_probs, old_log_probs, advantages)
     adv = advantages.detach()
     log_ratio = log_probs - old_log_probs.detach()
     ratio = torch.exp(log_ratio)
     surr_unclipped = ratio * adv
     surr_clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     objective = torch.minimum(surr_unclipped, surr_clipped)
+    single_clip_objective = objective
     dual_bound = None
     if dual_clip is not None:
         dual_bound = dual_clip * adv
@@ -140,7 +151,7 @@ def ppo_clip_loss(
         r, a = ratio.detach(), adv
         outside = (r > 1.0 + eps_high) | (r < 1.0 - eps_low)
         binds = ((a > 0) & (r > 1.0 + eps_high)) | ((a < 0) & (r < 1.0 - eps_low))
-        dual = (a < 0) & (surr_clipped < dual_bound) if dual_bound is not None else torch.zeros_like(outside)
+        dual = (a < 0) & (single_clip_objective < dual_bound) if dual_bound is not None else torch.zeros_like(outside)
         fl = r.dtype
         info = {
             "clip_fraction": masked_mean(outside.to(fl), m),
@@ -178,6 +189,9 @@ def value_loss(
     if old_values is not None:
         others["old_values"] = old_values
     m = _check_pair("values", values, mask, **others)
+    values, returns = _zero_masked(m, values, returns)
+    if old_values is not None:
+        (old_values,) = _zero_masked(m, old_values)
     target = returns.detach()
     sq = (values - target) ** 2
     if clip_eps is not None:

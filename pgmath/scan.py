@@ -185,66 +185,73 @@ def _scan_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 # numba kernels (CPU). Each reads its inputs once and writes its output once; threads split the
 # batch axis into contiguous column chunks and each runs the time loop backwards.
 
-_CHUNK = 256
+_CHUNK = 512
+_SERIAL_BELOW = 64  # batches narrower than this run single-threaded (thread start-up costs more)
 
 if _HAVE_NUMBA:
+    _jit = _numba.njit(cache=True, fastmath=False, nogil=True)
+    _pjit = _numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
 
-    @_numba.njit(parallel=True, cache=True, fastmath=False)
-    def _scan_kernel(x, c, out):  # pragma: no cover - compiled
-        T, N = x.shape
-        nchunks = (N + _CHUNK - 1) // _CHUNK
-        for ch in _numba.prange(nchunks):
-            lo = ch * _CHUNK
-            hi = min(N, lo + _CHUNK)
-            acc = np.zeros(hi - lo, dtype=x.dtype)
-            # backward in time
-            for t in range(T - 1, -1, -1):
-                for j in range(lo, hi):
-                    a = x[t, j] + c[t, j] * acc[j - lo]
-                    acc[j - lo] = a
-                    out[t, j] = a
+    @_jit
+    def _scan_cols(x, c, out, lo, hi):  # pragma: no cover - compiled
+        T = x.shape[0]
+        acc = np.zeros(hi - lo, dtype=x.dtype)
+        # backward in time
+        for t in range(T - 1, -1, -1):
+            for j in range(lo, hi):
+                a = x[t, j] + c[t, j] * acc[j - lo]
+                acc[j - lo] = a
+                out[t, j] = a
 
-    @_numba.njit(parallel=True, cache=True, fastmath=False)
-    def _gae_kernel(r, v, nv, term, trunc, gamma, lam, out):  # pragma: no cover - compiled
-        T, N = r.shape
-        nchunks = (N + _CHUNK - 1) // _CHUNK
-        gl = gamma * lam
-        for ch in _numba.prange(nchunks):
-            lo = ch * _CHUNK
-            hi = min(N, lo + _CHUNK)
-            acc = np.zeros(hi - lo, dtype=r.dtype)
-            # backward in time; acc holds Âₜ₊₁ (0 past the rollout's end)
-            for t in range(T - 1, -1, -1):
-                for j in range(lo, hi):
-                    if term[t, j]:
-                        delta = r[t, j] - v[t, j]
-                        a = delta
-                    else:
-                        delta = r[t, j] + gamma * nv[t, j] - v[t, j]
-                        a = delta if trunc[t, j] else delta + gl * acc[j - lo]
-                    acc[j - lo] = a
-                    out[t, j] = a
+    @_jit
+    def _gae_cols(r, v, nv, term, trunc, gamma, gl, out, lo, hi):  # pragma: no cover - compiled
+        T = r.shape[0]
+        acc = np.zeros(hi - lo, dtype=r.dtype)
+        one = r.dtype.type(1.0)
+        # backward in time; acc holds Âₜ₊₁ (0 past the rollout's end); branch-free inner loop
+        for t in range(T - 1, -1, -1):
+            last = t == T - 1
+            for j in range(lo, hi):
+                nt = one - term[t, j]
+                cont = nt * (one - trunc[t, j]) * (not last)
+                a = r[t, j] + gamma * nt * nv[t, j] - v[t, j] + gl * cont * acc[j - lo]
+                acc[j - lo] = a
+                out[t, j] = a
 
-    @_numba.njit(parallel=True, cache=True, fastmath=False)
-    def _returns_kernel(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
-        T, N = r.shape
-        nchunks = (N + _CHUNK - 1) // _CHUNK
-        for ch in _numba.prange(nchunks):
-            lo = ch * _CHUNK
-            hi = min(N, lo + _CHUNK)
-            acc = np.zeros(hi - lo, dtype=r.dtype)
-            # backward in time; at t = T-1 the "next" return is the bootstrap (or 0)
-            for t in range(T - 1, -1, -1):
-                last = t == T - 1
-                for j in range(lo, hi):
-                    if term[t, j]:
-                        g = r[t, j]
-                    elif trunc[t, j] or last:
-                        g = r[t, j] + gamma * nv[t, j] if use_nv else r[t, j]
-                    else:
-                        g = r[t, j] + gamma * acc[j - lo]
-                    acc[j - lo] = g
-                    out[t, j] = g
+    @_jit
+    def _returns_cols(r, nv, term, trunc, gamma, use_nv, out, lo, hi):  # pragma: no cover
+        T = r.shape[0]
+        acc = np.zeros(hi - lo, dtype=r.dtype)
+        one = r.dtype.type(1.0)
+        # backward in time; at t = T-1 the "next" return is the bootstrap (or 0)
+        for t in range(T - 1, -1, -1):
+            last = t == T - 1
+            for j in range(lo, hi):
+                nt = one - term[t, j]
+                cut = max(trunc[t, j], last)  # bootstrap instead of following the episode
+                boot = nv[t, j] if use_nv else r.dtype.type(0.0)
+                nxt = cut * boot + (one - cut) * acc[j - lo]
+                g = r[t, j] + gamma * nt * nxt
+                acc[j - lo] = g
+                out[t, j] = g
+
+    @_pjit
+    def _scan_par(x, c, out):  # pragma: no cover - compiled
+        N = x.shape[1]
+        for ch in _numba.prange((N + _CHUNK - 1) // _CHUNK):
+            _scan_cols(x, c, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
+
+    @_pjit
+    def _gae_par(r, v, nv, term, trunc, gamma, gl, out):  # pragma: no cover - compiled
+        N = r.shape[1]
+        for ch in _numba.prange((N + _CHUNK - 1) // _CHUNK):
+            _gae_cols(r, v, nv, term, trunc, gamma, gl, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
+
+    @_pjit
+    def _returns_par(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
+        N = r.shape[1]
+        for ch in _numba.prange((N + _CHUNK - 1) // _CHUNK):
+            _returns_cols(r, nv, term, trunc, gamma, use_nv, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -253,7 +260,11 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _scan_numba(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    _scan_kernel(_np(x), _np(c.to(x.dtype)), out.numpy())
+    xa, ca, oa = _np(x), _np(c.to(x.dtype)), out.numpy()
+    if x.shape[1] < _SERIAL_BELOW:
+        _scan_cols(xa, ca, oa, 0, x.shape[1])
+    else:
+        _scan_par(xa, ca, oa)
     return out
 
 
@@ -263,7 +274,13 @@ def gae_numba(
 ) -> torch.Tensor:
     """Fused GAE kernel over ``[T, N]`` CPU tensors (used by :func:`pgmath.gae`)."""
     out = torch.empty_like(r, memory_format=torch.contiguous_format)
-    _gae_kernel(_np(r), _np(v), _np(nv), _np(term), _np(trunc), gamma, lam, out.numpy())
+    g = _np(r).dtype.type(gamma)
+    gl = _np(r).dtype.type(gamma * lam)
+    args = (_np(r), _np(v), _np(nv), _np(term).view(np.uint8), _np(trunc).view(np.uint8), g, gl, out.numpy())
+    if r.shape[1] < _SERIAL_BELOW:
+        _gae_cols(*args, 0, r.shape[1])
+    else:
+        _gae_par(*args)
     return out
 
 
@@ -272,6 +289,12 @@ def returns_numba(
 ) -> torch.Tensor:
     """Fused discounted-return kernel over ``[T, N]`` CPU tensors (used by ``discounted_returns``)."""
     out = torch.empty_like(r, memory_format=torch.contiguous_format)
-    nv_arr = _np(nv) if nv is not None else np.zeros((1, 1), dtype=_np(r).dtype)
-    _returns_kernel(_np(r), nv_arr, _np(term), _np(trunc), gamma, nv is not None, out.numpy())
+    ra = _np(r)
+    nv_arr = _np(nv) if nv is not None else ra  # unused when use_nv is False
+    args = (ra, nv_arr, _np(term).view(np.uint8), _np(trunc).view(np.uint8),
+            ra.dtype.type(gamma), nv is not None, out.numpy())
+    if r.shape[1] < _SERIAL_BELOW:
+        _returns_cols(*args, 0, r.shape[1])
+    else:
+        _returns_par(*args)
     return out
