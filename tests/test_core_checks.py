@@ -88,8 +88,8 @@ def value_loss_no_half(v, R, *, old_values=None, clip_eps=None, mask=None):
 
 def kl_k3_sign_error(lp, ref, estimator):
     if estimator == "k3":
-        l = lp - ref
-        return torch.expm1(l) - l  # uses p/q instead of q/p: estimates KL(q‖p)·… not KL(p‖q)
+        lr = lp - ref
+        return torch.expm1(lr) - lr  # uses p/q instead of q/p: estimates KL(q‖p)·… not KL(p‖q)
     return pgmath.kl_estimate(lp, ref, estimator)
 
 
