@@ -149,9 +149,11 @@ def normalize_advantages(
 
     The standard deviation is the unbiased one (Bessel's correction, as ``torch.std``, which
     Stable-Baselines3 and CleanRL use). Masked-out entries are returned as 0 and may hold NaN
-    (they never reach the statistics). Normalisation rescales and shifts the gradient estimate:
-    shifting by a constant is a state-independent baseline (unbiased), the scaling only changes the
-    step size. At least two (unmasked) entries are needed.
+    (they never reach the statistics). Normalisation shifts and rescales the gradient estimate.
+    The shift is a baseline, but the batch mean contains each sample itself, so the expected
+    gradient is shrunk by (N − 1)/N rather than left exactly unbiased (``proofs/batch_baseline.py``;
+    a leave-one-out mean would be exact); dividing by the batch standard deviation changes the step
+    size per batch. At least two (unmasked) entries are needed.
 
     Args:
       adv: ``[*]`` advantages.

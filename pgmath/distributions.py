@@ -14,7 +14,8 @@ Diagonal Gaussian policy, a ~ N(μ, diag σ²) with σ = exp(log σ):
     H = Σᵢ [ log σᵢ + ½ log(2πe) ]
 
 Checked by: ``tests/test_distributions.py`` (against ``torch.distributions``, the analytic score
-onehot(a) − π, gradcheck); proof ``proofs/softmax_score.py``.
+onehot(a) − π, gradcheck); proofs ``proofs/softmax_score.py``, ``proofs/categorical.py``,
+``proofs/gaussian.py``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ log-probabilities are treated as constants (detached).
 * :func:`value_loss` — ½ mean (V − R)², with PPO's optional value clipping.
 
 Checked by: ``tests/test_losses.py`` (gradcheck in float64; gradients against the analytic
-forms); proofs ``proofs/log_derivative.py`` and ``proofs/ppo_clip.py``.
+forms); proofs ``proofs/log_derivative.py``, ``proofs/ppo_clip.py``, ``proofs/ppo_ratio_escape.py``
+(the clip removes the incentive, it does not bound the ratio), ``proofs/surrogate.py`` and
+``proofs/value_loss.py``.
 """
 
 from __future__ import annotations

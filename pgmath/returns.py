@@ -138,7 +138,8 @@ def discounted_returns(
       ``[T, *B]`` Gₜ, same dtype/device as ``rewards``.
 
     Checked by: ``tests/test_returns.py`` (reference loop == fast, γ = 0 and γ = 1, bootstrap at
-    truncation); GAE(λ=1) + V == G in ``tests/test_advantages.py``; proof ``proofs/gae.py``.
+    truncation); GAE(λ=1) + V == G in ``tests/test_advantages.py``; proofs ``proofs/returns.py``,
+    ``proofs/gae.py``.
     """
     term, trunc = _check_rollout(
         rewards, next_values=next_values, terminated=terminated, truncated=truncated

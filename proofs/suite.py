@@ -1,0 +1,40 @@
+"""Verify suite ``proofs.suite``: one row per sympy proof in :data:`proofs.PROOFS`.
+
+Registered in pgmath/verification.py ``SUITES``; ``pgmath verify`` calls :func:`checks`.
+The proofs are exact, so the context's device, sample size and seed do not apply.
+"""
+
+from __future__ import annotations
+
+from pgmath.verification import Check, Outcome, VerifyContext
+from proofs import PROOFS, ProofSpec
+
+__all__ = ["checks"]
+
+
+def _runner(spec: ProofSpec):
+    def run(ctx: VerifyContext) -> Outcome:
+        result = spec.load()()
+        return Outcome(
+            passed=result.passed,
+            statistic=result.summary,
+            data={
+                "file": spec.path,
+                "statement": result.statement,
+                "method": result.method,
+                "claims": [
+                    {"statement": c.statement, "passed": c.passed, "details": c.details[:500]}
+                    for c in result.claims
+                ],
+            },
+        )
+
+    return run
+
+
+def checks(ctx: VerifyContext) -> list[Check]:
+    """One check per proof: the proof runs with its true statement and must pass."""
+    return [
+        Check(area="proofs", name=spec.title, check=f"sympy proof ({spec.path})", fn=_runner(spec))
+        for spec in PROOFS
+    ]
