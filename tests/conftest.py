@@ -31,6 +31,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 HAS_CUDA = torch.cuda.is_available()
 
+# Under pytest-xdist every worker is its own process: one torch thread each, or the workers'
+# thread pools oversubscribe the cores (and tiny CPU ops spend their time spinning).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none is available")
