@@ -254,6 +254,20 @@ if _HAVE_NUMBA:
             _returns_cols(r, nv, term, trunc, gamma, use_nv, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
 
 
+def _run_parallel(kernel, *args) -> None:
+    """Run a parallel numba kernel without disturbing torch's thread count.
+
+    numba's OpenMP threading layer shares the OpenMP runtime with torch, and launching a parallel
+    region resets ``torch.get_num_threads()`` to numba's own count; restore it afterwards.
+    """
+    n = torch.get_num_threads()
+    try:
+        kernel(*args)
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
@@ -264,7 +278,7 @@ def _scan_numba(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     if x.shape[1] < _SERIAL_BELOW:
         _scan_cols(xa, ca, oa, 0, x.shape[1])
     else:
-        _scan_par(xa, ca, oa)
+        _run_parallel(_scan_par, xa, ca, oa)
     return out
 
 
@@ -280,7 +294,7 @@ def gae_numba(
     if r.shape[1] < _SERIAL_BELOW:
         _gae_cols(*args, 0, r.shape[1])
     else:
-        _gae_par(*args)
+        _run_parallel(_gae_par, *args)
     return out
 
 
@@ -296,5 +310,5 @@ def returns_numba(
     if r.shape[1] < _SERIAL_BELOW:
         _returns_cols(*args, 0, r.shape[1])
     else:
-        _returns_par(*args)
+        _run_parallel(_returns_par, *args)
     return out

@@ -89,3 +89,22 @@ def test_scan_on_device(device):
     out = discounted_cumsum(x, c)
     assert out.device == x.device
     torch.testing.assert_close(out.cpu(), discounted_cumsum_reference(x.cpu(), c.cpu()))
+
+
+def test_numba_kernels_leave_torch_thread_count_alone():
+    """numba's OpenMP layer must not reset torch's thread count (it slowed torch code 5–50x)."""
+    if not numba_available():
+        pytest.skip("numba not installed")
+    import pgmath
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(50, 300)
+        discounted_cumsum(x, torch.full_like(x, 0.9), backend="numba")
+        f = torch.zeros(50, 300, dtype=torch.bool)
+        pgmath.gae(x, x, x, f, f, gamma=0.9, lam=0.9, backend="numba")
+        pgmath.discounted_returns(x, f, f, gamma=0.9, backend="numba")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

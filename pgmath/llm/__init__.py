@@ -1,0 +1,50 @@
+"""pgmath.llm: token-level policy-gradient objectives for RL fine-tuning of language models.
+
+Alignment convention for every ``[B, L]`` tensor: position t refers to token ``tokens[:, t]``
+(prompt and response in one sequence); ``mask[:, t]`` marks the response tokens. The
+log-probability of token t is read from the logits at t − 1 (:func:`token_log_probs`), as a
+Hugging Face causal LM emits them.
+
+* log-probs — :func:`token_log_probs`
+* loss aggregation — :func:`aggregate_token_loss`, :func:`aggregation_weights`
+* advantages — :func:`group_advantages` (GRPO), :func:`rloo_advantages`,
+  :func:`batch_normalized_returns` (REINFORCE++), :func:`token_gae`, :func:`token_rewards`
+* KL — :func:`kl_penalty` (in the reward), :func:`kl_loss` (as a loss term), :func:`token_kl`
+* policy loss — :func:`token_policy_loss` (ratio, clip-higher, dual clip, any aggregation)
+* the exact oracle — :mod:`pgmath.llm.oracle`; the toy trainers — :mod:`pgmath.llm.train`
+"""
+
+from pgmath.llm.advantages import (
+    batch_normalized_returns,
+    group_advantages,
+    group_advantages_reference,
+    last_token_index,
+    rloo_advantages,
+    rloo_advantages_reference,
+    token_gae,
+    token_rewards,
+)
+from pgmath.llm.aggregate import AGGREGATION_MODES, aggregate_token_loss, aggregation_weights
+from pgmath.llm.kl import kl_loss, kl_penalty, token_kl
+from pgmath.llm.logprobs import token_log_probs, token_log_probs_reference
+from pgmath.llm.losses import token_policy_loss
+
+__all__ = [
+    "AGGREGATION_MODES",
+    "aggregate_token_loss",
+    "aggregation_weights",
+    "batch_normalized_returns",
+    "group_advantages",
+    "group_advantages_reference",
+    "kl_loss",
+    "kl_penalty",
+    "last_token_index",
+    "rloo_advantages",
+    "rloo_advantages_reference",
+    "token_gae",
+    "token_kl",
+    "token_log_probs",
+    "token_log_probs_reference",
+    "token_policy_loss",
+    "token_rewards",
+]
