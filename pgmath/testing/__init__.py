@@ -1,0 +1,71 @@
+"""pgmath.testing: check anyone's GAE, returns, PPO loss and KL estimator against pgmath's.
+
+Three lines::
+
+    from pgmath.testing import check_gae
+    from mytrainer import compute_gae
+    check_gae(compute_gae, convention="sb3")
+
+* checks — :func:`check_gae`, :func:`check_returns`, :func:`check_ppo_loss`,
+  :func:`check_kl_estimator`, :func:`check_group_advantages` (:mod:`pgmath.testing.checks`)
+* calling conventions — ``"pgmath"``, ``"sb3"``, ``"rlax"``, ``"torchrl"``
+  (:mod:`pgmath.testing.conventions`)
+* Hypothesis strategies — :func:`rollouts`, :func:`logit_batches`, :func:`reward_groups`,
+  :func:`tabular_mdps` (:mod:`pgmath.testing.strategies`)
+* the catalogue of buggy implementations — :data:`MUTANTS` (:mod:`pgmath.testing.mutants`)
+* a pytest plugin (:mod:`pgmath.testing.plugin`) and the ``pgmath check`` command
+  (:mod:`pgmath.testing.cli`)
+
+Docs: ``docs/testing/``.
+"""
+
+from pgmath.testing.checks import (
+    DEFAULT_MAX_EXAMPLES,
+    CheckReport,
+    check_gae,
+    check_group_advantages,
+    check_kl_estimator,
+    check_ppo_loss,
+    check_returns,
+)
+from pgmath.testing.conventions import (
+    GAE_CONVENTIONS,
+    RETURNS_CONVENTIONS,
+    to_rlax,
+    to_sb3,
+    to_torchrl,
+)
+from pgmath.testing.mutants import MUTANTS, Mutant
+from pgmath.testing.strategies import (
+    LogitBatch,
+    RolloutCase,
+    logit_batches,
+    make_rollout,
+    reward_groups,
+    rollouts,
+    tabular_mdps,
+)
+
+__all__ = [
+    "DEFAULT_MAX_EXAMPLES",
+    "GAE_CONVENTIONS",
+    "MUTANTS",
+    "RETURNS_CONVENTIONS",
+    "CheckReport",
+    "LogitBatch",
+    "Mutant",
+    "RolloutCase",
+    "check_gae",
+    "check_group_advantages",
+    "check_kl_estimator",
+    "check_ppo_loss",
+    "check_returns",
+    "logit_batches",
+    "make_rollout",
+    "reward_groups",
+    "rollouts",
+    "tabular_mdps",
+    "to_rlax",
+    "to_sb3",
+    "to_torchrl",
+]
