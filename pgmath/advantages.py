@@ -24,13 +24,14 @@ from pgmath.scan import Backend, _compute_dtype, _pick_backend, _scan_torch, gae
 __all__ = ["gae", "gae_reference", "lambda_returns", "normalize_advantages"]
 
 
-def _check_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+def _check_gae(rewards, values, next_values, terminated, truncated, gamma, lam, finite=True):
     if values is None:
         raise ValueError("values is required")
     if next_values is None:
         raise ValueError("next_values is required")
     term, trunc = _check_rollout(
-        rewards, values=values, next_values=next_values, terminated=terminated, truncated=truncated
+        rewards, values=values, next_values=next_values, terminated=terminated,
+        truncated=truncated, finite=finite,
     )
     return term, trunc, _unit(gamma, "gamma"), _unit(lam, "lam")
 
@@ -67,7 +68,7 @@ def gae(
     float64); proof ``proofs/gae.py``.
     """
     term, trunc, gamma, lam = _check_gae(
-        rewards, values, next_values, terminated, truncated, gamma, lam
+        rewards, values, next_values, terminated, truncated, gamma, lam, finite=False
     )
     if backend == "reference":
         return gae_reference(
@@ -78,7 +79,9 @@ def gae(
     r, v, nv = (t.reshape(T, -1) for t in (rewards, values, next_values))
     term2, trunc2 = term.reshape(T, -1), trunc.reshape(T, -1)
     if _pick_backend(backend, rewards, values, next_values) == "numba":
-        return gae_numba(r, v, nv, term2, trunc2, gamma, lam).reshape(shape)
+        return gae_numba(r, v, nv, term2, trunc2, gamma, lam).reshape(shape)  # checks NaN/inf itself
+    for name, x in (("rewards", rewards), ("values", values), ("next_values", next_values)):
+        check_finite(x, name)
     cd = _compute_dtype(rewards.dtype)
     r, v, nv = r.to(cd), v.to(cd), nv.to(cd)
     delta = r + gamma * (~term2).to(cd) * nv - v

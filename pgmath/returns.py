@@ -20,6 +20,7 @@ import torch
 
 from pgmath._validation import (
     as_flags,
+    check_finite,
     check_float_tensor,
     check_in_unit_interval,
     check_same_shape,
@@ -41,14 +42,19 @@ def _check_rollout(
     next_values: torch.Tensor | None = None,
     terminated: object = None,
     truncated: object = None,
+    finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate a time-major rollout; return the (terminated, truncated) flags as bool tensors."""
-    check_float_tensor(rewards, "rewards")
+    """Validate a time-major rollout; return the (terminated, truncated) flags as bool tensors.
+
+    With ``finite=False`` the NaN/inf scan of the float inputs is left to the caller (the fused
+    numba kernels do it in the same pass as the recursion).
+    """
+    check_float_tensor(rewards, "rewards", finite=finite)
     check_time_major(rewards, "rewards")
     if values is not None:
-        check_float_tensor(values, "values")
+        check_float_tensor(values, "values", finite=finite)
     if next_values is not None:
-        check_float_tensor(next_values, "next_values")
+        check_float_tensor(next_values, "next_values", finite=finite)
     term = as_flags(terminated, "terminated")
     trunc = as_flags(truncated, "truncated") if truncated is not None else None
     check_same_shape(
@@ -142,7 +148,7 @@ def discounted_returns(
     ``proofs/gae.py``.
     """
     term, trunc = _check_rollout(
-        rewards, next_values=next_values, terminated=terminated, truncated=truncated
+        rewards, next_values=next_values, terminated=terminated, truncated=truncated, finite=False
     )
     gamma = check_in_unit_interval(gamma, "gamma")
     if backend == "reference":
@@ -154,7 +160,10 @@ def discounted_returns(
             for t in (rewards, term, trunc, next_values)]
     r2, term2, trunc2, nv2 = flat
     if _pick_backend(backend, *(t for t in (rewards, next_values) if t is not None)) == "numba":
-        return returns_numba(r2, nv2, term2, trunc2, gamma).reshape(shape)
+        return returns_numba(r2, nv2, term2, trunc2, gamma).reshape(shape)  # checks NaN/inf itself
+    check_finite(rewards, "rewards")
+    if next_values is not None:
+        check_finite(next_values, "next_values")
     cd = _compute_dtype(rewards.dtype)
     x, c = _returns_terms(
         r2.to(cd), term2, trunc2, gamma, nv2.to(cd) if nv2 is not None else None

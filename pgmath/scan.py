@@ -16,8 +16,8 @@ Three implementations, tested equal to each other (``tests/test_scan.py``):
   carries between blocks solve the same recursion one level up. About 2·√T kernel launches instead
   of T, exact (no rescaling by (γλ)^-t, so no overflow at T = 100 000), differentiable, any
   device. This is the GPU path.
-* ``backend="numba"`` — a compiled loop on CPU (float32/float64, no autograd), parallel over
-  the batch, reading each input once: memory-bound.
+* ``backend="numba"`` — a compiled single-threaded loop on CPU (float32/float64, no autograd),
+  reading each input once and writing the output once: it runs at the memory bound.
 """
 
 from __future__ import annotations
@@ -182,90 +182,101 @@ def _scan_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# numba kernels (CPU). Each reads its inputs once and writes its output once; threads split the
-# batch axis into contiguous column chunks and each runs the time loop backwards.
-
-_CHUNK = 512
-_SERIAL_BELOW = 64  # batches narrower than this run single-threaded (thread start-up costs more)
+# numba kernels (CPU). Each reads its inputs once and writes its output once, running the time
+# loop backwards with the batch as the inner, contiguous loop (vectorised by LLVM). They are
+# single-threaded on purpose: the work is memory-bound (one thread already moves the bytes as
+# fast as a copy of the inputs does, see benchmarks/gae.py), and numba's OpenMP threads would
+# compete with torch's own thread pool.
 
 if _HAVE_NUMBA:
-    _jit = _numba.njit(cache=True, fastmath=False, nogil=True)
-    _pjit = _numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+    # 'contract' only: multiply-adds may fuse into FMAs (shorter dependency chain, one rounding
+    # instead of two); no reassociation, so the recursion is evaluated in the reference's order.
+    _jit = _numba.njit(cache=True, fastmath={"contract"}, nogil=True)
 
     @_jit
-    def _scan_cols(x, c, out, lo, hi):  # pragma: no cover - compiled
-        T = x.shape[0]
-        acc = np.zeros(hi - lo, dtype=x.dtype)
+    def _scan_kernel(x, c, out):  # pragma: no cover - compiled
+        T, N = x.shape
+        acc = np.zeros(N, dtype=x.dtype)
         # backward in time
         for t in range(T - 1, -1, -1):
-            for j in range(lo, hi):
-                a = x[t, j] + c[t, j] * acc[j - lo]
-                acc[j - lo] = a
+            for j in range(N):
+                a = x[t, j] + c[t, j] * acc[j]
+                acc[j] = a
                 out[t, j] = a
 
     @_jit
-    def _gae_cols(r, v, nv, term, trunc, gamma, gl, out, lo, hi):  # pragma: no cover - compiled
-        T = r.shape[0]
-        acc = np.zeros(hi - lo, dtype=r.dtype)
+    def _gae_kernel(r, v, nv, term, trunc, gamma, gl, out):  # pragma: no cover - compiled
+        T, N = r.shape
         one = r.dtype.type(1.0)
+        zero = r.dtype.type(0.0)
+        if N == 1:  # one long sequence: keep Âₜ₊₁ in a register
+            acc = zero
+            bad_r = bad_v = bad_nv = zero
+            # backward in time
+            for t in range(T - 1, -1, -1):
+                rt, vt, nvt = r[t, 0], v[t, 0], nv[t, 0]
+                bad_r += rt * zero
+                bad_v += vt * zero
+                bad_nv += nvt * zero
+                nt = one - term[t, 0]
+                coef = gl * nt * (one - trunc[t, 0]) * (t != T - 1)
+                acc = (rt + gamma * nt * nvt - vt) + coef * acc
+                out[t, 0] = acc
+            return _first_bad(np.array([bad_r]), np.array([bad_v]), np.array([bad_nv]))
+        acc_v = np.zeros(N, dtype=r.dtype)
+        # x·0 is NaN exactly when x is NaN or ±inf: per-column sums of it check finiteness for free
+        bad_rv = np.zeros(N, dtype=r.dtype)
+        bad_vv = np.zeros(N, dtype=r.dtype)
+        bad_nvv = np.zeros(N, dtype=r.dtype)
         # backward in time; acc holds Âₜ₊₁ (0 past the rollout's end); branch-free inner loop
         for t in range(T - 1, -1, -1):
             last = t == T - 1
-            for j in range(lo, hi):
+            for j in range(N):
+                rt, vt, nvt = r[t, j], v[t, j], nv[t, j]
+                bad_rv[j] += rt * zero
+                bad_vv[j] += vt * zero
+                bad_nvv[j] += nvt * zero
                 nt = one - term[t, j]
-                cont = nt * (one - trunc[t, j]) * (not last)
-                a = r[t, j] + gamma * nt * nv[t, j] - v[t, j] + gl * cont * acc[j - lo]
-                acc[j - lo] = a
+                coef = gl * nt * (one - trunc[t, j]) * (not last)
+                a = (rt + gamma * nt * nvt - vt) + coef * acc_v[j]
+                acc_v[j] = a
                 out[t, j] = a
+        return _first_bad(bad_rv, bad_vv, bad_nvv)
 
     @_jit
-    def _returns_cols(r, nv, term, trunc, gamma, use_nv, out, lo, hi):  # pragma: no cover
-        T = r.shape[0]
-        acc = np.zeros(hi - lo, dtype=r.dtype)
+    def _returns_kernel(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
+        T, N = r.shape
+        acc = np.zeros(N, dtype=r.dtype)
+        bad_r = np.zeros(N, dtype=r.dtype)
+        bad_nv = np.zeros(N, dtype=r.dtype)
         one = r.dtype.type(1.0)
+        zero = r.dtype.type(0.0)
         # backward in time; at t = T-1 the "next" return is the bootstrap (or 0)
         for t in range(T - 1, -1, -1):
             last = t == T - 1
-            for j in range(lo, hi):
+            for j in range(N):
+                rt = r[t, j]
+                bad_r[j] += rt * zero
                 nt = one - term[t, j]
                 cut = max(trunc[t, j], last)  # bootstrap instead of following the episode
-                boot = nv[t, j] if use_nv else r.dtype.type(0.0)
-                nxt = cut * boot + (one - cut) * acc[j - lo]
-                g = r[t, j] + gamma * nt * nxt
-                acc[j - lo] = g
+                boot = nv[t, j] if use_nv else zero
+                bad_nv[j] += boot * zero
+                nxt = cut * boot + (one - cut) * acc[j]
+                g = rt + gamma * nt * nxt
+                acc[j] = g
                 out[t, j] = g
+        return _first_bad(bad_r, bad_nv, bad_nv)
 
-    @_pjit
-    def _scan_par(x, c, out):  # pragma: no cover - compiled
-        N = x.shape[1]
-        for ch in _numba.prange((N + _CHUNK - 1) // _CHUNK):
-            _scan_cols(x, c, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
-
-    @_pjit
-    def _gae_par(r, v, nv, term, trunc, gamma, gl, out):  # pragma: no cover - compiled
-        N = r.shape[1]
-        for ch in _numba.prange((N + _CHUNK - 1) // _CHUNK):
-            _gae_cols(r, v, nv, term, trunc, gamma, gl, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
-
-    @_pjit
-    def _returns_par(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
-        N = r.shape[1]
-        for ch in _numba.prange((N + _CHUNK - 1) // _CHUNK):
-            _returns_cols(r, nv, term, trunc, gamma, use_nv, out, ch * _CHUNK, min(N, (ch + 1) * _CHUNK))
-
-
-def _run_parallel(kernel, *args) -> None:
-    """Run a parallel numba kernel without disturbing torch's thread count.
-
-    numba's OpenMP threading layer shares the OpenMP runtime with torch, and launching a parallel
-    region resets ``torch.get_num_threads()`` to numba's own count; restore it afterwards.
-    """
-    n = torch.get_num_threads()
-    try:
-        kernel(*args)
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
+    @_jit
+    def _first_bad(a, b, c):  # pragma: no cover - compiled
+        """0 if all finite, else 1, 2 or 3: the first argument whose check sum is not finite."""
+        if not np.isfinite(a.sum()):
+            return 1
+        if not np.isfinite(b.sum()):
+            return 2
+        if not np.isfinite(c.sum()):
+            return 3
+        return 0
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -274,11 +285,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _scan_numba(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    xa, ca, oa = _np(x), _np(c.to(x.dtype)), out.numpy()
-    if x.shape[1] < _SERIAL_BELOW:
-        _scan_cols(xa, ca, oa, 0, x.shape[1])
-    else:
-        _run_parallel(_scan_par, xa, ca, oa)
+    _scan_kernel(_np(x), _np(c.to(x.dtype)), out.numpy())
     return out
 
 
@@ -286,29 +293,32 @@ def gae_numba(
     r: torch.Tensor, v: torch.Tensor, nv: torch.Tensor, term: torch.Tensor, trunc: torch.Tensor,
     gamma: float, lam: float,
 ) -> torch.Tensor:
-    """Fused GAE kernel over ``[T, N]`` CPU tensors (used by :func:`pgmath.gae`)."""
+    """Fused GAE kernel over ``[T, N]`` CPU tensors (used by :func:`pgmath.gae`).
+
+    Checks the float inputs for NaN/inf in the same pass (``ValueError`` naming the argument), so
+    the caller need not read them a second time.
+    """
     out = torch.empty_like(r, memory_format=torch.contiguous_format)
-    g = _np(r).dtype.type(gamma)
-    gl = _np(r).dtype.type(gamma * lam)
-    args = (_np(r), _np(v), _np(nv), _np(term).view(np.uint8), _np(trunc).view(np.uint8), g, gl, out.numpy())
-    if r.shape[1] < _SERIAL_BELOW:
-        _gae_cols(*args, 0, r.shape[1])
-    else:
-        _run_parallel(_gae_par, *args)
+    ra = _np(r)
+    bad = _gae_kernel(ra, _np(v), _np(nv), _np(term).view(np.uint8), _np(trunc).view(np.uint8),
+                      ra.dtype.type(gamma), ra.dtype.type(gamma * lam), out.numpy())
+    if bad:
+        name = ("rewards", "values", "next_values")[bad - 1]
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
     return out
 
 
 def returns_numba(
     r: torch.Tensor, nv: torch.Tensor | None, term: torch.Tensor, trunc: torch.Tensor, gamma: float
 ) -> torch.Tensor:
-    """Fused discounted-return kernel over ``[T, N]`` CPU tensors (used by ``discounted_returns``)."""
+    """Fused discounted-return kernel over ``[T, N]`` CPU tensors (used by ``discounted_returns``);
+    checks ``rewards`` and ``next_values`` for NaN/inf in the same pass."""
     out = torch.empty_like(r, memory_format=torch.contiguous_format)
     ra = _np(r)
     nv_arr = _np(nv) if nv is not None else ra  # unused when use_nv is False
-    args = (ra, nv_arr, _np(term).view(np.uint8), _np(trunc).view(np.uint8),
-            ra.dtype.type(gamma), nv is not None, out.numpy())
-    if r.shape[1] < _SERIAL_BELOW:
-        _returns_cols(*args, 0, r.shape[1])
-    else:
-        _run_parallel(_returns_par, *args)
+    bad = _returns_kernel(ra, nv_arr, _np(term).view(np.uint8), _np(trunc).view(np.uint8),
+                          ra.dtype.type(gamma), nv is not None, out.numpy())
+    if bad:
+        name = ("rewards", "next_values", "next_values")[bad - 1]
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
     return out

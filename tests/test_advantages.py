@@ -135,3 +135,26 @@ def test_normalize_bad_input():
         normalize_advantages(torch.ones(4), torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="adv"):
         normalize_advantages(torch.tensor([1.0, float("inf")]))
+
+
+@pytest.mark.parametrize("backend", ["reference", *BACKENDS])
+@pytest.mark.parametrize("name", ["rewards", "values", "next_values"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_gae_non_finite_input_named_by_every_backend(backend, name, bad):
+    """The fused numba kernel checks finiteness in its own pass; every path names the argument."""
+    g = torch.Generator().manual_seed(6)
+    ro = random_rollout(50, (70,), generator=g)._asdict()
+    ro[name] = ro[name].clone()
+    ro[name][17, 3] = bad
+    with pytest.raises(ValueError, match=name):
+        gae(*ro.values(), gamma=0.9, lam=0.9, backend=backend)
+    if name != "values":
+        with pytest.raises(ValueError, match=name):
+            pgmath_returns(ro, backend)
+
+
+def pgmath_returns(ro, backend):
+    from pgmath import discounted_returns
+
+    return discounted_returns(ro["rewards"], ro["terminated"], ro["truncated"], gamma=0.9,
+                              next_values=ro["next_values"], backend=backend)
