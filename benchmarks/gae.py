@@ -4,7 +4,8 @@ Baselines (all computing the same advantages, float32, time-major [T, B]):
   torch-loop   a per-step torch loop over T (pgmath.gae_reference)
   numpy-loop   a per-step NumPy loop over T — what Stable-Baselines3's RolloutBuffer does
   copy-inputs  the memory bound: the time to copy each of the five inputs once (more bytes
-               than GAE must move: GAE reads them once and writes one array)
+               than GAE must move: GAE reads them once and writes one array); a NumPy memcpy on
+               CPU, a torch clone on CUDA
   lfilter      scipy.signal.lfilter on δ (the discounted-cumsum trick; it knows no episode
                boundaries, so it is timed on a rollout without any, for reference only)
 
@@ -75,10 +76,13 @@ def bench_size(T: int, B: int, device: torch.device, repeats: int, console: Cons
     row["pgmath"] = timeit(lambda: gae(*ro, gamma=GAMMA, lam=LAM), repeats, sync)
     if device.type == "cpu" and numba_available():
         row["pgmath-torch-scan"] = timeit(lambda: gae(*ro, gamma=GAMMA, lam=LAM, backend="torch"), repeats, sync)
-    row["copy-inputs"] = timeit(lambda: [x.clone() for x in ro], repeats, sync)
+    arrs = [x.cpu().numpy() for x in ro]
+    if device.type == "cuda":
+        row["copy-inputs"] = timeit(lambda: [x.clone() for x in ro], repeats, sync)
+    else:  # a plain single-threaded memcpy of each input (torch's threaded clone stalls under load)
+        row["copy-inputs"] = timeit(lambda: [a.copy() for a in arrs], repeats)
     loop_reps = max(1, min(repeats, 3))
     row["torch-loop"] = timeit(lambda: gae_reference(*ro, gamma=GAMMA, lam=LAM), loop_reps, sync)
-    arrs = [x.cpu().numpy() for x in ro]
     row["numpy-loop"] = timeit(lambda: numpy_loop_gae(*arrs, GAMMA, LAM), loop_reps)
     # lfilter on δ along time (no episode boundaries), for reference
     delta = td_errors(ro.rewards, ro.values, ro.next_values, torch.zeros_like(ro.terminated), gamma=GAMMA).cpu().numpy()

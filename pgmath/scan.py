@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from pgmath._validation import check_float_tensor, check_same_shape, check_time_major
+from pgmath._validation import check_finite, check_float_tensor, check_same_shape, check_time_major
 
 __all__ = ["Backend", "discounted_cumsum", "discounted_cumsum_reference", "numba_available"]
 
@@ -209,82 +209,74 @@ if _HAVE_NUMBA:
         T, N = r.shape
         one = r.dtype.type(1.0)
         zero = r.dtype.type(0.0)
+        # A NaN/inf in any input makes Âₜ non-finite at its own step, so summing Âₜ·0 (NaN exactly
+        # when Âₜ is not finite) per column checks the inputs for free; returns 1 if non-finite.
         if N == 1:  # one long sequence: keep Âₜ₊₁ in a register
             acc = zero
-            bad_r = bad_v = bad_nv = zero
+            bad = zero
             # backward in time
             for t in range(T - 1, -1, -1):
-                rt, vt, nvt = r[t, 0], v[t, 0], nv[t, 0]
-                bad_r += rt * zero
-                bad_v += vt * zero
-                bad_nv += nvt * zero
                 nt = one - term[t, 0]
                 coef = gl * nt * (one - trunc[t, 0]) * (t != T - 1)
-                acc = (rt + gamma * nt * nvt - vt) + coef * acc
+                acc = (r[t, 0] + gamma * nt * nv[t, 0] - v[t, 0]) + coef * acc
+                bad += acc * zero
                 out[t, 0] = acc
-            return _first_bad(np.array([bad_r]), np.array([bad_v]), np.array([bad_nv]))
+            return 0 if np.isfinite(bad) else 1
         acc_v = np.zeros(N, dtype=r.dtype)
-        # x·0 is NaN exactly when x is NaN or ±inf: per-column sums of it check finiteness for free
-        bad_rv = np.zeros(N, dtype=r.dtype)
-        bad_vv = np.zeros(N, dtype=r.dtype)
-        bad_nvv = np.zeros(N, dtype=r.dtype)
-        # backward in time; acc holds Âₜ₊₁ (0 past the rollout's end); branch-free inner loop
+        bad_v = np.zeros(N, dtype=r.dtype)
+        # backward in time; acc_v holds Âₜ₊₁ (0 past the rollout's end); branch-free inner loop
         for t in range(T - 1, -1, -1):
             last = t == T - 1
             for j in range(N):
-                rt, vt, nvt = r[t, j], v[t, j], nv[t, j]
-                bad_rv[j] += rt * zero
-                bad_vv[j] += vt * zero
-                bad_nvv[j] += nvt * zero
                 nt = one - term[t, j]
                 coef = gl * nt * (one - trunc[t, j]) * (not last)
-                a = (rt + gamma * nt * nvt - vt) + coef * acc_v[j]
+                a = (r[t, j] + gamma * nt * nv[t, j] - v[t, j]) + coef * acc_v[j]
                 acc_v[j] = a
+                bad_v[j] += a * zero
                 out[t, j] = a
-        return _first_bad(bad_rv, bad_vv, bad_nvv)
+        return 0 if np.isfinite(bad_v.sum()) else 1
 
     @_jit
     def _returns_kernel(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
         T, N = r.shape
         acc = np.zeros(N, dtype=r.dtype)
-        bad_r = np.zeros(N, dtype=r.dtype)
-        bad_nv = np.zeros(N, dtype=r.dtype)
+        bad_v = np.zeros(N, dtype=r.dtype)
         one = r.dtype.type(1.0)
         zero = r.dtype.type(0.0)
         # backward in time; at t = T-1 the "next" return is the bootstrap (or 0)
         for t in range(T - 1, -1, -1):
             last = t == T - 1
             for j in range(N):
-                rt = r[t, j]
-                bad_r[j] += rt * zero
                 nt = one - term[t, j]
                 cut = max(trunc[t, j], last)  # bootstrap instead of following the episode
                 boot = nv[t, j] if use_nv else zero
-                bad_nv[j] += boot * zero
                 nxt = cut * boot + (one - cut) * acc[j]
-                g = rt + gamma * nt * nxt
+                g = r[t, j] + gamma * nt * nxt
                 acc[j] = g
+                bad_v[j] += (g + boot) * zero  # a NaN/inf bootstrap may be multiplied away by 0
                 out[t, j] = g
-        return _first_bad(bad_r, bad_nv, bad_nv)
-
-    @_jit
-    def _first_bad(a, b, c):  # pragma: no cover - compiled
-        """0 if all finite, else 1, 2 or 3: the first argument whose check sum is not finite."""
-        if not np.isfinite(a.sum()):
-            return 1
-        if not np.isfinite(b.sum()):
-            return 2
-        if not np.isfinite(c.sum()):
-            return 3
-        return 0
+        return 0 if np.isfinite(bad_v.sum()) else 1
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """A new contiguous CPU tensor like ``x``, allocated by NumPy: glibc reuses large freed blocks,
+    while torch's allocator unmaps them and page-faults a fresh output on every call."""
+    return torch.from_numpy(np.empty(tuple(x.shape), dtype=_np(x[:0]).dtype))
+
+
+def _raise_non_finite(**tensors: torch.Tensor | None) -> None:
+    """Error path of the fused kernels: name the first input holding NaN/inf."""
+    for name, t in tensors.items():
+        if t is not None:
+            check_finite(t, name)
+
+
 def _scan_numba(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    out = _empty_like(x)
     _scan_kernel(_np(x), _np(c.to(x.dtype)), out.numpy())
     return out
 
@@ -298,13 +290,12 @@ def gae_numba(
     Checks the float inputs for NaN/inf in the same pass (``ValueError`` naming the argument), so
     the caller need not read them a second time.
     """
-    out = torch.empty_like(r, memory_format=torch.contiguous_format)
+    out = _empty_like(r)
     ra = _np(r)
     bad = _gae_kernel(ra, _np(v), _np(nv), _np(term).view(np.uint8), _np(trunc).view(np.uint8),
                       ra.dtype.type(gamma), ra.dtype.type(gamma * lam), out.numpy())
-    if bad:
-        name = ("rewards", "values", "next_values")[bad - 1]
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    if bad:  # some Âₜ is not finite: name the input, or keep the (overflowed) result
+        _raise_non_finite(rewards=r, values=v, next_values=nv)
     return out
 
 
@@ -313,12 +304,11 @@ def returns_numba(
 ) -> torch.Tensor:
     """Fused discounted-return kernel over ``[T, N]`` CPU tensors (used by ``discounted_returns``);
     checks ``rewards`` and ``next_values`` for NaN/inf in the same pass."""
-    out = torch.empty_like(r, memory_format=torch.contiguous_format)
+    out = _empty_like(r)
     ra = _np(r)
     nv_arr = _np(nv) if nv is not None else ra  # unused when use_nv is False
     bad = _returns_kernel(ra, nv_arr, _np(term).view(np.uint8), _np(trunc).view(np.uint8),
                           ra.dtype.type(gamma), nv is not None, out.numpy())
     if bad:
-        name = ("rewards", "next_values", "next_values")[bad - 1]
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+        _raise_non_finite(rewards=r, next_values=nv)
     return out
