@@ -22,18 +22,9 @@ from collections.abc import Sequence
 
 from pgmath import __version__
 
-#: (module, hook) pairs that contribute sub-commands.
+#: Modules that contribute sub-commands (``add_train_parsers`` / ``add_commands``).
 _TRAIN_HOOKS: tuple[str, ...] = ("pgmath.agents.cli", "pgmath.llm.cli")
 _COMMAND_HOOKS: tuple[str, ...] = ("pgmath.verify_cli", "pgmath.agents.cli", "pgmath.testing.cli")
-
-
-def _load(modname: str):
-    try:
-        return importlib.import_module(modname)
-    except ModuleNotFoundError as exc:  # only a missing area is tolerated, not a broken one
-        if exc.name is not None and (modname == exc.name or modname.startswith(exc.name + ".")):
-            return None
-        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,17 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     for modname in _COMMAND_HOOKS:
-        mod = _load(modname)
-        if mod is not None and hasattr(mod, "add_commands"):
-            mod.add_commands(sub)
+        importlib.import_module(modname).add_commands(sub)
 
     train = sub.add_parser("train", help="train an agent or a toy language model")
     train_sub = train.add_subparsers(dest="algo", metavar="ALGO")
     train_sub.required = True
     for modname in _TRAIN_HOOKS:
-        mod = _load(modname)
-        if mod is not None and hasattr(mod, "add_train_parsers"):
-            mod.add_train_parsers(train_sub)
+        importlib.import_module(modname).add_train_parsers(train_sub)
     return parser
 
 

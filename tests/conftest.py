@@ -48,3 +48,12 @@ def pytest_collection_modifyitems(config, items):
 def device(request) -> torch.device:
     """Run a test on the CPU and, when one is present, on CUDA."""
     return torch.device(request.param)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test (tiny networks: fastest, immune to a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

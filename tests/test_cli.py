@@ -66,3 +66,11 @@ def test_console_script_and_module_entry_points():
     helptext = subprocess.run([sys.executable, "-m", "pgmath", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("verify", "train"):
         assert command in helptext
+
+
+def test_every_command_is_wired():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"verify", "train", "eval", "check"} <= set(sub.choices)
+    train_sub = next(a for a in sub.choices["train"]._actions if a.dest == "algo")
+    assert {"reinforce", "a2c", "ppo", "grpo-toy", "ppo-toy"} <= set(train_sub.choices)
