@@ -528,7 +528,7 @@ def test_token_policy_loss_matches_per_token_loop(mode, clip):
     w = aggregation_weights(mask, mode, normalizer=C, dtype=F64)
     lp2 = lp.detach().clone().requires_grad_(True)
     ref = _ppo_by_hand(lp2, old, adv, mask, w, eps_lo, eps_hi or eps_lo, dual)
-    assert float(loss) == pytest.approx(float(ref), abs=1e-13)
+    assert float(loss.detach()) == pytest.approx(float(ref.detach()), abs=1e-13)
     (g1,) = torch.autograd.grad(loss, lp)
     (g2,) = torch.autograd.grad(ref, lp2)
     torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-14)
