@@ -549,7 +549,7 @@ def test_token_policy_loss_response_advantages_and_nan_pads():
     lp_nan.requires_grad_(True)
     c, _ = token_policy_loss(lp_nan, old, adv_seq, mask)
     c.backward()
-    assert float(c) == pytest.approx(float(a), abs=1e-14)
+    assert float(c.detach()) == pytest.approx(float(a.detach()), abs=1e-14)
     assert bool(torch.isfinite(lp_nan.grad).all())
 
 
