@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "as_flags",
+    "check_all_finite",
     "check_finite",
     "check_float_tensor",
     "check_in_unit_interval",
@@ -43,6 +44,13 @@ def check_finite(x: torch.Tensor, name: str, mask: torch.Tensor | None = None) -
     if bool(bad.any()):
         n = int(bad.sum())
         raise ValueError(f"{name} contains {n} non-finite value(s) (NaN or inf)")
+
+
+def check_all_finite(**tensors: torch.Tensor | None) -> None:
+    """Raise naming the first of the keyword tensors (None skipped) that holds NaN or inf."""
+    for name, t in tensors.items():
+        if t is not None:
+            check_finite(t, name)
 
 
 def check_time_major(x: torch.Tensor, name: str) -> None:

@@ -16,9 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_finite, check_float_tensor, check_mask, check_time_major
+from pgmath._validation import (
+    check_all_finite,
+    check_finite,
+    check_float_tensor,
+    check_mask,
+    check_time_major,
+)
 from pgmath._validation import check_in_unit_interval as _unit
-from pgmath.returns import _check_rollout
+from pgmath.returns import _check_rollout, _episode_stops
 from pgmath.scan import Backend, _compute_dtype, _pick_backend, _scan_torch, gae_numba
 
 __all__ = ["gae", "gae_reference", "lambda_returns", "normalize_advantages"]
@@ -80,14 +86,11 @@ def gae(
     term2, trunc2 = term.reshape(T, -1), trunc.reshape(T, -1)
     if _pick_backend(backend, rewards, values, next_values) == "numba":
         return gae_numba(r, v, nv, term2, trunc2, gamma, lam).reshape(shape)  # checks NaN/inf itself
-    for name, x in (("rewards", rewards), ("values", values), ("next_values", next_values)):
-        check_finite(x, name)
+    check_all_finite(rewards=rewards, values=values, next_values=next_values)
     cd = _compute_dtype(rewards.dtype)
     r, v, nv = r.to(cd), v.to(cd), nv.to(cd)
     delta = r + gamma * (~term2).to(cd) * nv - v
-    stop = term2 | trunc2
-    stop[-1] = True
-    c = (gamma * lam) * (~stop).to(cd)
+    c = (gamma * lam) * (~_episode_stops(term2, trunc2)).to(cd)
     return _scan_torch(delta, c).to(rewards.dtype).reshape(shape)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from pgmath._validation import (
     as_flags,
-    check_finite,
+    check_all_finite,
     check_float_tensor,
     check_in_unit_interval,
     check_same_shape,
@@ -96,6 +96,14 @@ def td_errors(
     return rewards + gamma * not_term * next_values - values
 
 
+def _episode_stops(term: torch.Tensor, trunc: torch.Tensor) -> torch.Tensor:
+    """Steps after which the backward recursion must not look further: an episode ends there
+    (terminated or truncated), or the rollout does (t = T−1)."""
+    stop = term | trunc
+    stop[-1] = True
+    return stop
+
+
 def _returns_terms(
     rewards: torch.Tensor,
     term: torch.Tensor,
@@ -104,12 +112,10 @@ def _returns_terms(
     next_values: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(xₜ, cₜ) of Gₜ = xₜ + cₜ Gₜ₊₁ — the terms of the generic scan."""
-    last = torch.zeros_like(term)
-    last[-1] = True
-    stop = term | trunc | last  # the recursion does not look past this step
+    stop = _episode_stops(term, trunc)
     x = rewards
     if next_values is not None:
-        boot = (trunc | last) & ~term
+        boot = stop & ~term  # cut by truncation or by the rollout's end
         x = rewards + gamma * boot.to(rewards.dtype) * next_values
     c = gamma * (~stop).to(rewards.dtype)
     return x, c
@@ -161,9 +167,7 @@ def discounted_returns(
     r2, term2, trunc2, nv2 = flat
     if _pick_backend(backend, *(t for t in (rewards, next_values) if t is not None)) == "numba":
         return returns_numba(r2, nv2, term2, trunc2, gamma).reshape(shape)  # checks NaN/inf itself
-    check_finite(rewards, "rewards")
-    if next_values is not None:
-        check_finite(next_values, "next_values")
+    check_all_finite(rewards=rewards, next_values=next_values)
     cd = _compute_dtype(rewards.dtype)
     x, c = _returns_terms(
         r2.to(cd), term2, trunc2, gamma, nv2.to(cd) if nv2 is not None else None

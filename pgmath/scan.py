@@ -28,7 +28,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from pgmath._validation import check_finite, check_float_tensor, check_same_shape, check_time_major
+from pgmath._validation import (
+    check_all_finite,
+    check_float_tensor,
+    check_same_shape,
+    check_time_major,
+)
 
 __all__ = ["Backend", "discounted_cumsum", "discounted_cumsum_reference", "numba_available"]
 
@@ -268,13 +273,6 @@ def _empty_like(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.empty(tuple(x.shape), dtype=_np(x[:0]).dtype))
 
 
-def _raise_non_finite(**tensors: torch.Tensor | None) -> None:
-    """Error path of the fused kernels: name the first input holding NaN/inf."""
-    for name, t in tensors.items():
-        if t is not None:
-            check_finite(t, name)
-
-
 def _scan_numba(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     out = _empty_like(x)
     _scan_kernel(_np(x), _np(c.to(x.dtype)), out.numpy())
@@ -295,7 +293,7 @@ def gae_numba(
     bad = _gae_kernel(ra, _np(v), _np(nv), _np(term).view(np.uint8), _np(trunc).view(np.uint8),
                       ra.dtype.type(gamma), ra.dtype.type(gamma * lam), out.numpy())
     if bad:  # some Âₜ is not finite: name the input, or keep the (overflowed) result
-        _raise_non_finite(rewards=r, values=v, next_values=nv)
+        check_all_finite(rewards=r, values=v, next_values=nv)
     return out
 
 
@@ -310,5 +308,5 @@ def returns_numba(
     bad = _returns_kernel(ra, nv_arr, _np(term).view(np.uint8), _np(trunc).view(np.uint8),
                           ra.dtype.type(gamma), nv is not None, out.numpy())
     if bad:
-        _raise_non_finite(rewards=r, next_values=nv)
+        check_all_finite(rewards=r, next_values=nv)
     return out

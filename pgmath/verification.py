@@ -23,16 +23,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["SUITES", "Check", "CheckResult", "Outcome", "VerifyContext", "collect_checks", "run_check"]
+__all__ = ["SUITES", "SUITES_BY_AREA", "Check", "CheckResult", "Outcome", "VerifyContext", "collect_checks", "run_check"]
 
-#: Suite modules, in table order. Each must define ``checks(ctx)``.
-SUITES: tuple[str, ...] = (
-    "pgmath.core_checks",
-    "proofs.suite",
-    "pgmath.mdp.checks",
-    "pgmath.estimators.checks",
-    "pgmath.llm.checks",
-)
+#: Area name -> suite module, in table order. Each module must define ``checks(ctx)``.
+SUITES_BY_AREA: dict[str, str] = {
+    "core": "pgmath.core_checks",
+    "proofs": "proofs.suite",
+    "mdp": "pgmath.mdp.checks",
+    "estimators": "pgmath.estimators.checks",
+    "llm": "pgmath.llm.checks",
+}
+SUITES: tuple[str, ...] = tuple(SUITES_BY_AREA.values())
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from rich.table import Table
 from pgmath import __version__
 from pgmath.verification import (
     SUITES,
+    SUITES_BY_AREA,
     CheckResult,
     VerifyContext,
     collect_checks,
@@ -47,7 +48,7 @@ def add_commands(subparsers) -> None:
         "--area",
         action="append",
         default=None,
-        help="run only these areas (core, proofs, mdp, estimators, llm); repeatable",
+        help=f"run only these areas ({', '.join(SUITES_BY_AREA)}); repeatable",
     )
     p.set_defaults(func=_main)
 
@@ -55,12 +56,10 @@ def add_commands(subparsers) -> None:
 def _suites_for(areas: list[str] | None) -> tuple[str, ...]:
     if not areas:
         return SUITES
-    table = {"core": "pgmath.core_checks", "proofs": "proofs.suite", "mdp": "pgmath.mdp.checks",
-             "estimators": "pgmath.estimators.checks", "llm": "pgmath.llm.checks"}
-    unknown = [a for a in areas if a not in table]
+    unknown = [a for a in areas if a not in SUITES_BY_AREA]
     if unknown:
-        raise SystemExit(f"pgmath verify: unknown area(s) {unknown}; choose from {sorted(table)}")
-    return tuple(table[a] for a in areas)
+        raise SystemExit(f"pgmath verify: unknown area(s) {unknown}; choose from {list(SUITES_BY_AREA)}")
+    return tuple(SUITES_BY_AREA[a] for a in areas)
 
 
 def run_verify(ctx: VerifyContext, suites: tuple[str, ...] = SUITES, console: Console | None = None) -> list[CheckResult]:
