@@ -87,8 +87,7 @@ def check_lambda_return_recursion(ctx: VerifyContext, lr_fn: Callable = lambda_r
         for gamma, lam in [(0.99, 0.95), (0.8, 0.3)]:
             G = lr_fn(*ro, gamma=gamma, lam=lam)
             nt = (~ro.terminated).to(F64)
-            end = ro.terminated | ro.truncated
-            end = end.clone()
+            end = ro.terminated | ro.truncated  # a new tensor: safe to mark the rollout's end
             end[-1] = True
             G_next = torch.cat([G[1:], torch.zeros_like(G[:1])])
             inside = ro.rewards + gamma * ((1 - lam) * ro.next_values + lam * G_next)
