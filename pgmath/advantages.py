@@ -14,18 +14,28 @@ in recursive form). See :mod:`pgmath.returns` for the time-index conventions.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from pgmath._validation import (
-    check_all_finite,
-    check_finite,
-    check_float_tensor,
-    check_mask,
-    check_time_major,
+from pgmath.returns import episode_stops
+from pgmath.scan import (
+    HAVE_NUMBA,
+    Backend,
+    as_numpy,
+    compute_dtype,
+    empty_like_numpy,
+    pick_backend,
+    scan_torch,
 )
-from pgmath._validation import check_in_unit_interval as _unit
-from pgmath.returns import _check_rollout, _episode_stops
-from pgmath.scan import Backend, _compute_dtype, _pick_backend, _scan_torch, gae_numba
+from pgmath.validation import (
+    validate_all_finite,
+    validate_finite,
+    validate_float_tensor,
+    validate_mask,
+    validate_rollout,
+    validate_time_major,
+)
+from pgmath.validation import validate_unit_interval as _unit
 
 __all__ = ["gae", "gae_reference", "lambda_returns", "normalize_advantages"]
 
@@ -35,7 +45,7 @@ def _check_gae(rewards, values, next_values, terminated, truncated, gamma, lam, 
         raise ValueError("values is required")
     if next_values is None:
         raise ValueError("next_values is required")
-    term, trunc = _check_rollout(
+    term, trunc = validate_rollout(
         rewards, values=values, next_values=next_values, terminated=terminated,
         truncated=truncated, finite=finite,
     )
@@ -84,14 +94,14 @@ def gae(
     T = shape[0]
     r, v, nv = (t.reshape(T, -1) for t in (rewards, values, next_values))
     term2, trunc2 = term.reshape(T, -1), trunc.reshape(T, -1)
-    if _pick_backend(backend, rewards, values, next_values) == "numba":
+    if pick_backend(backend, rewards, values, next_values) == "numba":
         return gae_numba(r, v, nv, term2, trunc2, gamma, lam).reshape(shape)  # checks NaN/inf itself
-    check_all_finite(rewards=rewards, values=values, next_values=next_values)
-    cd = _compute_dtype(rewards.dtype)
+    validate_all_finite(rewards=rewards, values=values, next_values=next_values)
+    cd = compute_dtype(rewards.dtype)
     r, v, nv = r.to(cd), v.to(cd), nv.to(cd)
     delta = r + gamma * (~term2).to(cd) * nv - v
-    c = (gamma * lam) * (~_episode_stops(term2, trunc2)).to(cd)
-    return _scan_torch(delta, c).to(rewards.dtype).reshape(shape)
+    c = (gamma * lam) * (~episode_stops(term2, trunc2)).to(cd)
+    return scan_torch(delta, c).to(rewards.dtype).reshape(shape)
 
 
 def gae_reference(
@@ -168,18 +178,18 @@ def normalize_advantages(
 
     Checked by: ``tests/test_advantages.py::test_normalize_*``.
     """
-    check_float_tensor(adv, "adv", finite=False)
-    check_time_major(adv, "adv")
+    validate_float_tensor(adv, "adv", finite=False)
+    validate_time_major(adv, "adv")
     if not eps >= 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
     if mask is None:
-        check_finite(adv, "adv")
+        validate_finite(adv, "adv")
         n = adv.numel()
         if n < 2:
             raise ValueError("adv must hold at least 2 entries to normalize")
         return (adv - adv.mean()) / (adv.std() + eps)
-    m = check_mask(mask, "mask", adv.shape, adv.device)
-    check_finite(adv, "adv", mask=m)
+    m = validate_mask(mask, "mask", adv.shape, adv.device)
+    validate_finite(adv, "adv", mask=m)
     n = int(m.sum())
     if n < 2:
         raise ValueError(f"mask must select at least 2 entries to normalize, got {n}")
@@ -188,3 +198,62 @@ def normalize_advantages(
     var = (torch.where(m, safe - mean, torch.zeros_like(safe)) ** 2).sum() / (n - 1)
     out = (safe - mean) / (var.sqrt() + eps)
     return torch.where(m, out, torch.zeros_like(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused numba kernel (CPU float32/float64, no autograd): reads each input once.
+
+if HAVE_NUMBA:
+    from pgmath.scan import numba_jit
+
+    @numba_jit
+    def _gae_kernel(r, v, nv, term, trunc, gamma, gl, out):  # pragma: no cover - compiled
+        T, N = r.shape
+        one = r.dtype.type(1.0)
+        zero = r.dtype.type(0.0)
+        # A NaN/inf in any input makes Âₜ non-finite at its own step, so summing Âₜ·0 (NaN exactly
+        # when Âₜ is not finite) per column checks the inputs for free; returns 1 if non-finite.
+        if N == 1:  # one long sequence: keep Âₜ₊₁ in a register
+            acc = zero
+            bad = zero
+            # backward in time
+            for t in range(T - 1, -1, -1):
+                nt = one - term[t, 0]
+                coef = gl * nt * (one - trunc[t, 0]) * (t != T - 1)
+                acc = (r[t, 0] + gamma * nt * nv[t, 0] - v[t, 0]) + coef * acc
+                bad += acc * zero
+                out[t, 0] = acc
+            return 0 if np.isfinite(bad) else 1
+        acc_v = np.zeros(N, dtype=r.dtype)
+        bad_v = np.zeros(N, dtype=r.dtype)
+        # backward in time; acc_v holds Âₜ₊₁ (0 past the rollout's end); branch-free inner loop
+        for t in range(T - 1, -1, -1):
+            last = t == T - 1
+            for j in range(N):
+                nt = one - term[t, j]
+                coef = gl * nt * (one - trunc[t, j]) * (not last)
+                a = (r[t, j] + gamma * nt * nv[t, j] - v[t, j]) + coef * acc_v[j]
+                acc_v[j] = a
+                bad_v[j] += a * zero
+                out[t, j] = a
+        return 0 if np.isfinite(bad_v.sum()) else 1
+
+
+def gae_numba(
+    r: torch.Tensor, v: torch.Tensor, nv: torch.Tensor, term: torch.Tensor, trunc: torch.Tensor,
+    gamma: float, lam: float,
+) -> torch.Tensor:
+    """Fused GAE kernel over ``[T, N]`` CPU tensors (used by :func:`pgmath.gae`).
+
+    Checks the float inputs for NaN/inf in the same pass (``ValueError`` naming the argument), so
+    the caller need not read them a second time.
+    """
+    out = empty_like_numpy(r)
+    ra = as_numpy(r)
+    bad = _gae_kernel(ra, as_numpy(v), as_numpy(nv), as_numpy(term).view(np.uint8), as_numpy(trunc).view(np.uint8),
+                      ra.dtype.type(gamma), ra.dtype.type(gamma * lam), out.numpy())
+    if bad:  # some Âₜ is not finite: name the input, or keep the (overflowed) result
+        validate_all_finite(rewards=r, values=v, next_values=nv)
+    return out
+
+

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from pgmath._validation import check_finite, check_float_tensor, check_mask
+from pgmath.validation import validate_finite, validate_float_tensor, validate_mask
 
 __all__ = [
     "categorical_entropy",
@@ -38,16 +38,16 @@ _HALF_LOG_2PIE = 0.5 * math.log(2.0 * math.pi * math.e)
 
 
 def _masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    check_float_tensor(logits, "logits", finite=False)
+    validate_float_tensor(logits, "logits", finite=False)
     if logits.dim() == 0 or logits.shape[-1] == 0:
         raise ValueError(f"logits must have a non-empty last (action) axis, got {tuple(logits.shape)}")
     if mask is None:
-        check_finite(logits, "logits")
+        validate_finite(logits, "logits")
         return torch.log_softmax(logits, dim=-1), None
-    m = check_mask(mask, "mask", logits.shape, logits.device)
+    m = validate_mask(mask, "mask", logits.shape, logits.device)
     if not bool(m.any(dim=-1).all()):
         raise ValueError("mask allows no action in at least one row")
-    check_finite(logits, "logits", mask=m)
+    validate_finite(logits, "logits", mask=m)
     neg_inf = torch.full((), float("-inf"), dtype=logits.dtype, device=logits.device)
     return torch.log_softmax(torch.where(m, logits, neg_inf), dim=-1), m
 
@@ -92,8 +92,8 @@ def categorical_entropy(logits: torch.Tensor, mask: torch.Tensor | None = None) 
 
 
 def _check_gaussian(mean: torch.Tensor, log_std: torch.Tensor) -> None:
-    check_float_tensor(mean, "mean")
-    check_float_tensor(log_std, "log_std")
+    validate_float_tensor(mean, "mean")
+    validate_float_tensor(log_std, "log_std")
     if mean.dim() == 0:
         raise ValueError("mean must have a last (action-dimension) axis")
     if log_std.shape != mean.shape and log_std.shape != mean.shape[-1:]:
@@ -114,7 +114,7 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.
       ``[*B]`` log π(a).
     """
     _check_gaussian(mean, log_std)
-    check_float_tensor(actions, "actions")
+    validate_float_tensor(actions, "actions")
     if actions.shape != mean.shape:
         raise ValueError(f"actions has shape {tuple(actions.shape)} but mean has {tuple(mean.shape)}")
     z = (actions - mean) * torch.exp(-log_std)
@@ -123,7 +123,7 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.
 
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
     """H = Σᵢ (log σᵢ + ½ log 2πe); ``[*B, D]`` → ``[*B]``."""
-    check_float_tensor(log_std, "log_std")
+    validate_float_tensor(log_std, "log_std")
     if log_std.dim() == 0:
         raise ValueError("log_std must have a last (action-dimension) axis")
     return (log_std + _HALF_LOG_2PIE).sum(-1)

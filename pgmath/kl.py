@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from pgmath._validation import check_float_tensor, check_same_shape
+from pgmath.validation import validate_float_tensor, validate_same_shape
 
 __all__ = ["KLEstimator", "kl_categorical", "kl_estimate"]
 
@@ -37,9 +37,9 @@ def kl_estimate(
     Returns:
       ``[*]`` the per-sample estimates (average them for the estimate of the KL).
     """
-    check_float_tensor(log_probs, "log_probs")
-    check_float_tensor(ref_log_probs, "ref_log_probs")
-    check_same_shape("log_probs", log_probs, ref_log_probs=ref_log_probs)
+    validate_float_tensor(log_probs, "log_probs")
+    validate_float_tensor(ref_log_probs, "ref_log_probs")
+    validate_same_shape("log_probs", log_probs, ref_log_probs=ref_log_probs)
     log_ratio = log_probs - ref_log_probs  # ℓ = log p − log q
     if estimator == "k1":
         return log_ratio
@@ -59,9 +59,9 @@ def kl_categorical(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     Returns:
       ``[*B]``.
     """
-    check_float_tensor(logits_p, "logits_p", finite=False)
-    check_float_tensor(logits_q, "logits_q", finite=False)
-    check_same_shape("logits_p", logits_p, logits_q=logits_q)
+    validate_float_tensor(logits_p, "logits_p", finite=False)
+    validate_float_tensor(logits_q, "logits_q", finite=False)
+    validate_same_shape("logits_p", logits_p, logits_q=logits_q)
     for name, z in (("logits_p", logits_p), ("logits_q", logits_q)):
         if bool(torch.isnan(z).any()) or bool(torch.isposinf(z).any()):
             raise ValueError(f"{name} contains NaN or +inf")

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import (
-    check_finite,
-    check_float_tensor,
-    check_mask,
-    check_positive,
-    check_same_shape,
+from pgmath.validation import (
+    validate_finite,
+    validate_float_tensor,
+    validate_mask,
+    validate_positive,
+    validate_same_shape,
 )
 
 __all__ = ["masked_mean", "policy_gradient_loss", "ppo_clip_loss", "value_loss"]
@@ -54,16 +54,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 def _check_pair(
     ref_name: str, ref: torch.Tensor, mask: torch.Tensor | None, **others: torch.Tensor
 ) -> torch.Tensor | None:
-    check_float_tensor(ref, ref_name, finite=False)
+    validate_float_tensor(ref, ref_name, finite=False)
     if ref.numel() == 0:
         raise ValueError(f"{ref_name} is empty")
     for name, t in others.items():
-        check_float_tensor(t, name, finite=False)
-    check_same_shape(ref_name, ref, **others)
-    m = None if mask is None else check_mask(mask, "mask", ref.shape, ref.device)
-    check_finite(ref, ref_name, mask=m)
+        validate_float_tensor(t, name, finite=False)
+    validate_same_shape(ref_name, ref, **others)
+    m = None if mask is None else validate_mask(mask, "mask", ref.shape, ref.device)
+    validate_finite(ref, ref_name, mask=m)
     for name, t in others.items():
-        check_finite(t, name, mask=m)
+        validate_finite(t, name, mask=m)
     return m
 
 
@@ -126,12 +126,12 @@ def ppo_clip_loss(
       and ``ratio_mean``.
     """
     m = _check_pair("log_probs", log_probs, mask, old_log_probs=old_log_probs, advantages=advantages)
-    eps_low = check_positive(clip_eps, "clip_eps")
-    eps_high = eps_low if clip_eps_high is None else check_positive(clip_eps_high, "clip_eps_high")
+    eps_low = validate_positive(clip_eps, "clip_eps")
+    eps_high = eps_low if clip_eps_high is None else validate_positive(clip_eps_high, "clip_eps_high")
     if eps_low >= 1.0:
         raise ValueError(f"clip_eps must be < 1 (the ratio's lower clip 1 - clip_eps > 0), got {eps_low}")
     if dual_clip is not None:
-        dual_clip = check_positive(dual_clip, "dual_clip")
+        dual_clip = validate_positive(dual_clip, "dual_clip")
         if dual_clip <= 1.0:
             raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
 
@@ -197,7 +197,7 @@ def value_loss(
     target = returns.detach()
     sq = (values - target) ** 2
     if clip_eps is not None:
-        eps = check_positive(clip_eps, "clip_eps")
+        eps = validate_positive(clip_eps, "clip_eps")
         old = old_values.detach()
         v_clip = old + torch.clamp(values - old, -eps, eps)
         sq = torch.maximum(sq, (v_clip - target) ** 2)

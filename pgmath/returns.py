@@ -16,51 +16,26 @@ Reinforcement Learning", for bootstrapping at truncation.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from pgmath._validation import (
-    as_flags,
-    check_all_finite,
-    check_float_tensor,
-    check_in_unit_interval,
-    check_same_shape,
-    check_time_major,
+from pgmath.scan import (
+    HAVE_NUMBA,
+    Backend,
+    as_numpy,
+    compute_dtype,
+    empty_like_numpy,
+    pick_backend,
+    scan_torch,
 )
-from pgmath.scan import Backend, _compute_dtype, _pick_backend, _scan_torch, returns_numba
+from pgmath.validation import validate_all_finite, validate_rollout, validate_unit_interval
 
 __all__ = [
     "discounted_returns",
     "discounted_returns_reference",
+    "episode_stops",
     "td_errors",
 ]
-
-
-def _check_rollout(
-    rewards: torch.Tensor,
-    *,
-    values: torch.Tensor | None = None,
-    next_values: torch.Tensor | None = None,
-    terminated: object = None,
-    truncated: object = None,
-    finite: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate a time-major rollout; return the (terminated, truncated) flags as bool tensors.
-
-    With ``finite=False`` the NaN/inf scan of the float inputs is left to the caller (the fused
-    numba kernels do it in the same pass as the recursion).
-    """
-    check_float_tensor(rewards, "rewards", finite=finite)
-    check_time_major(rewards, "rewards")
-    if values is not None:
-        check_float_tensor(values, "values", finite=finite)
-    if next_values is not None:
-        check_float_tensor(next_values, "next_values", finite=finite)
-    term = as_flags(terminated, "terminated")
-    trunc = as_flags(truncated, "truncated") if truncated is not None else None
-    check_same_shape(
-        "rewards", rewards, values=values, next_values=next_values, terminated=term, truncated=trunc
-    )
-    return term, trunc
 
 
 def td_errors(
@@ -90,13 +65,13 @@ def td_errors(
     Checked by: ``tests/test_returns.py::test_td_errors_*``; GAE(λ=0) == δ in
     ``tests/test_advantages.py``; proof ``proofs/gae.py``.
     """
-    term, _ = _check_rollout(rewards, values=values, next_values=next_values, terminated=terminated)
-    gamma = check_in_unit_interval(gamma, "gamma")
+    term, _ = validate_rollout(rewards, values=values, next_values=next_values, terminated=terminated)
+    gamma = validate_unit_interval(gamma, "gamma")
     not_term = (~term).to(rewards.dtype)
     return rewards + gamma * not_term * next_values - values
 
 
-def _episode_stops(term: torch.Tensor, trunc: torch.Tensor) -> torch.Tensor:
+def episode_stops(term: torch.Tensor, trunc: torch.Tensor) -> torch.Tensor:
     """Steps after which the backward recursion must not look further: an episode ends there
     (terminated or truncated), or the rollout does (t = T−1)."""
     stop = term | trunc
@@ -112,7 +87,7 @@ def _returns_terms(
     next_values: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(xₜ, cₜ) of Gₜ = xₜ + cₜ Gₜ₊₁ — the terms of the generic scan."""
-    stop = _episode_stops(term, trunc)
+    stop = episode_stops(term, trunc)
     x = rewards
     if next_values is not None:
         boot = stop & ~term  # cut by truncation or by the rollout's end
@@ -153,10 +128,10 @@ def discounted_returns(
     truncation); GAE(λ=1) + V == G in ``tests/test_advantages.py``; proofs ``proofs/returns.py``,
     ``proofs/gae.py``.
     """
-    term, trunc = _check_rollout(
+    term, trunc = validate_rollout(
         rewards, next_values=next_values, terminated=terminated, truncated=truncated, finite=False
     )
-    gamma = check_in_unit_interval(gamma, "gamma")
+    gamma = validate_unit_interval(gamma, "gamma")
     if backend == "reference":
         return discounted_returns_reference(
             rewards, terminated, truncated, gamma=gamma, next_values=next_values
@@ -165,14 +140,14 @@ def discounted_returns(
     flat = [t.reshape(shape[0], -1) if t is not None else None
             for t in (rewards, term, trunc, next_values)]
     r2, term2, trunc2, nv2 = flat
-    if _pick_backend(backend, *(t for t in (rewards, next_values) if t is not None)) == "numba":
+    if pick_backend(backend, *(t for t in (rewards, next_values) if t is not None)) == "numba":
         return returns_numba(r2, nv2, term2, trunc2, gamma).reshape(shape)  # checks NaN/inf itself
-    check_all_finite(rewards=rewards, next_values=next_values)
-    cd = _compute_dtype(rewards.dtype)
+    validate_all_finite(rewards=rewards, next_values=next_values)
+    cd = compute_dtype(rewards.dtype)
     x, c = _returns_terms(
         r2.to(cd), term2, trunc2, gamma, nv2.to(cd) if nv2 is not None else None
     )
-    return _scan_torch(x, c).to(rewards.dtype).reshape(shape)
+    return scan_torch(x, c).to(rewards.dtype).reshape(shape)
 
 
 def discounted_returns_reference(
@@ -184,10 +159,10 @@ def discounted_returns_reference(
     next_values: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`discounted_returns` by a plain reverse loop over t (the reference)."""
-    term, trunc = _check_rollout(
+    term, trunc = validate_rollout(
         rewards, next_values=next_values, terminated=terminated, truncated=truncated
     )
-    gamma = check_in_unit_interval(gamma, "gamma")
+    gamma = validate_unit_interval(gamma, "gamma")
     T = rewards.shape[0]
     out = torch.empty_like(rewards)
     g_next = torch.zeros_like(rewards[0])
@@ -202,4 +177,47 @@ def discounted_returns_reference(
         g = torch.where(term[t], rewards[t], rewards[t] + gamma * follow)
         out[t] = g
         g_next = g
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused numba kernel (CPU float32/float64, no autograd): reads each input once.
+
+if HAVE_NUMBA:
+    from pgmath.scan import numba_jit
+
+    @numba_jit
+    def _returns_kernel(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
+        T, N = r.shape
+        acc = np.zeros(N, dtype=r.dtype)
+        bad_v = np.zeros(N, dtype=r.dtype)
+        one = r.dtype.type(1.0)
+        zero = r.dtype.type(0.0)
+        # backward in time; at t = T-1 the "next" return is the bootstrap (or 0)
+        for t in range(T - 1, -1, -1):
+            last = t == T - 1
+            for j in range(N):
+                nt = one - term[t, j]
+                cut = max(trunc[t, j], last)  # bootstrap instead of following the episode
+                boot = nv[t, j] if use_nv else zero
+                nxt = cut * boot + (one - cut) * acc[j]
+                g = r[t, j] + gamma * nt * nxt
+                acc[j] = g
+                bad_v[j] += (g + boot) * zero  # a NaN/inf bootstrap may be multiplied away by 0
+                out[t, j] = g
+        return 0 if np.isfinite(bad_v.sum()) else 1
+
+
+def returns_numba(
+    r: torch.Tensor, nv: torch.Tensor | None, term: torch.Tensor, trunc: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """Fused discounted-return kernel over ``[T, N]`` CPU tensors (used by ``discounted_returns``);
+    checks ``rewards`` and ``next_values`` for NaN/inf in the same pass."""
+    out = empty_like_numpy(r)
+    ra = as_numpy(r)
+    nv_arr = as_numpy(nv) if nv is not None else ra  # unused when use_nv is False
+    bad = _returns_kernel(ra, nv_arr, as_numpy(term).view(np.uint8), as_numpy(trunc).view(np.uint8),
+                          ra.dtype.type(gamma), nv is not None, out.numpy())
+    if bad:
+        validate_all_finite(rewards=r, next_values=nv)
     return out

@@ -28,29 +28,40 @@ from typing import Literal
 import numpy as np
 import torch
 
-from pgmath._validation import (
-    check_all_finite,
-    check_float_tensor,
-    check_same_shape,
-    check_time_major,
+from pgmath.validation import (
+    validate_float_tensor,
+    validate_same_shape,
+    validate_time_major,
 )
 
-__all__ = ["Backend", "discounted_cumsum", "discounted_cumsum_reference", "numba_available"]
+__all__ = [
+    "HAVE_NUMBA",
+    "Backend",
+    "as_numpy",
+    "block_size",
+    "compute_dtype",
+    "discounted_cumsum",
+    "discounted_cumsum_reference",
+    "empty_like_numpy",
+    "numba_available",
+    "pick_backend",
+    "scan_torch",
+]
 
 Backend = Literal["auto", "torch", "numba", "reference"]
 
 try:  # numba is a declared dependency, but a broken install must not break the library
     import numba as _numba
 
-    _HAVE_NUMBA = True
+    HAVE_NUMBA = True
 except Exception:  # pragma: no cover - exercised only where numba is missing
     _numba = None
-    _HAVE_NUMBA = False
+    HAVE_NUMBA = False
 
 
 def numba_available() -> bool:
     """Whether the compiled CPU kernels can be used."""
-    return _HAVE_NUMBA
+    return HAVE_NUMBA
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,32 +115,32 @@ def discounted_cumsum(
         return discounted_cumsum_reference(x, discounts)
     shape = x.shape
     x2, d2 = x.reshape(shape[0], -1), discounts.reshape(shape[0], -1)
-    use = _pick_backend(backend, x, discounts)
+    use = pick_backend(backend, x, discounts)
     if use == "numba":
         out = _scan_numba(x2, d2)
     else:
-        compute_dtype = _compute_dtype(x.dtype)
-        out = _scan_torch(x2.to(compute_dtype), d2.to(compute_dtype)).to(x.dtype)
+        cd = compute_dtype(x.dtype)
+        out = scan_torch(x2.to(cd), d2.to(cd)).to(x.dtype)
     return out.reshape(shape)
 
 
 def _check_scan_inputs(x: torch.Tensor, discounts: torch.Tensor) -> None:
-    check_float_tensor(x, "x")
-    check_time_major(x, "x")
-    check_float_tensor(discounts, "discounts")
-    check_same_shape("x", x, discounts=discounts)
+    validate_float_tensor(x, "x")
+    validate_time_major(x, "x")
+    validate_float_tensor(discounts, "discounts")
+    validate_same_shape("x", x, discounts=discounts)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Half and bfloat16 inputs accumulate in float32 and are cast back at the end."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _pick_backend(backend: str, *tensors: torch.Tensor) -> str:
+def pick_backend(backend: str, *tensors: torch.Tensor) -> str:
     if backend not in ("auto", "torch", "numba"):
         raise ValueError(f"backend must be 'auto', 'torch', 'numba' or 'reference', got {backend!r}")
     numba_ok = (
-        _HAVE_NUMBA
+        HAVE_NUMBA
         and all(t.device.type == "cpu" for t in tensors)
         and all(t.dtype in (torch.float32, torch.float64) for t in tensors if t.is_floating_point())
         and not any(t.requires_grad for t in tensors)
@@ -150,7 +161,7 @@ def block_size(T: int) -> int:
     return int(min(512, max(8, math.isqrt(max(T, 1)))))
 
 
-def _scan_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def scan_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Blocked scan of yₜ = xₜ + cₜ yₜ₊₁ over ``[T, N]`` tensors (pure torch, differentiable)."""
     T, N = x.shape
     K = block_size(T)
@@ -180,25 +191,26 @@ def _scan_torch(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     yloc = torch.stack(locs[::-1], dim=1)  # [n, K, N]: the sum if nothing followed the block
     P = torch.stack(prods[::-1], dim=1)  # [n, K, N]: Π of c from position k to the block's end
     # y at the start of block i obeys the same recursion one level up: Yᵢ = ylocᵢ,₀ + Pᵢ,₀ Yᵢ₊₁
-    Y = _scan_torch(yloc[:, 0], P[:, 0])
+    Y = scan_torch(yloc[:, 0], P[:, 0])
     carry = torch.cat([Y[1:], Y.new_zeros(1, N)])  # Yᵢ₊₁, the value entering block i
     y = yloc + P * carry[:, None, :]
     return y.reshape(n * K, N)[:T]
 
 
 # ---------------------------------------------------------------------------------------------
-# numba kernels (CPU). Each reads its inputs once and writes its output once, running the time
+# numba kernels (CPU). The generic scan's kernel is here; the fused GAE and return kernels live
+# beside their formulas (pgmath/advantages.py, pgmath/returns.py) and use ``numba_jit``. Each reads its inputs once and writes its output once, running the time
 # loop backwards with the batch as the inner, contiguous loop (vectorised by LLVM). They are
 # single-threaded on purpose: the work is memory-bound (one thread already moves the bytes as
 # fast as a copy of the inputs does, see benchmarks/gae.py), and numba's OpenMP threads would
 # compete with torch's own thread pool.
 
-if _HAVE_NUMBA:
+if HAVE_NUMBA:
     # 'contract' only: multiply-adds may fuse into FMAs (shorter dependency chain, one rounding
     # instead of two); no reassociation, so the recursion is evaluated in the reference's order.
-    _jit = _numba.njit(cache=True, fastmath={"contract"}, nogil=True)
+    numba_jit = _numba.njit(cache=True, fastmath={"contract"}, nogil=True)
 
-    @_jit
+    @numba_jit
     def _scan_kernel(x, c, out):  # pragma: no cover - compiled
         T, N = x.shape
         acc = np.zeros(N, dtype=x.dtype)
@@ -209,104 +221,19 @@ if _HAVE_NUMBA:
                 acc[j] = a
                 out[t, j] = a
 
-    @_jit
-    def _gae_kernel(r, v, nv, term, trunc, gamma, gl, out):  # pragma: no cover - compiled
-        T, N = r.shape
-        one = r.dtype.type(1.0)
-        zero = r.dtype.type(0.0)
-        # A NaN/inf in any input makes Âₜ non-finite at its own step, so summing Âₜ·0 (NaN exactly
-        # when Âₜ is not finite) per column checks the inputs for free; returns 1 if non-finite.
-        if N == 1:  # one long sequence: keep Âₜ₊₁ in a register
-            acc = zero
-            bad = zero
-            # backward in time
-            for t in range(T - 1, -1, -1):
-                nt = one - term[t, 0]
-                coef = gl * nt * (one - trunc[t, 0]) * (t != T - 1)
-                acc = (r[t, 0] + gamma * nt * nv[t, 0] - v[t, 0]) + coef * acc
-                bad += acc * zero
-                out[t, 0] = acc
-            return 0 if np.isfinite(bad) else 1
-        acc_v = np.zeros(N, dtype=r.dtype)
-        bad_v = np.zeros(N, dtype=r.dtype)
-        # backward in time; acc_v holds Âₜ₊₁ (0 past the rollout's end); branch-free inner loop
-        for t in range(T - 1, -1, -1):
-            last = t == T - 1
-            for j in range(N):
-                nt = one - term[t, j]
-                coef = gl * nt * (one - trunc[t, j]) * (not last)
-                a = (r[t, j] + gamma * nt * nv[t, j] - v[t, j]) + coef * acc_v[j]
-                acc_v[j] = a
-                bad_v[j] += a * zero
-                out[t, j] = a
-        return 0 if np.isfinite(bad_v.sum()) else 1
 
-    @_jit
-    def _returns_kernel(r, nv, term, trunc, gamma, use_nv, out):  # pragma: no cover - compiled
-        T, N = r.shape
-        acc = np.zeros(N, dtype=r.dtype)
-        bad_v = np.zeros(N, dtype=r.dtype)
-        one = r.dtype.type(1.0)
-        zero = r.dtype.type(0.0)
-        # backward in time; at t = T-1 the "next" return is the bootstrap (or 0)
-        for t in range(T - 1, -1, -1):
-            last = t == T - 1
-            for j in range(N):
-                nt = one - term[t, j]
-                cut = max(trunc[t, j], last)  # bootstrap instead of following the episode
-                boot = nv[t, j] if use_nv else zero
-                nxt = cut * boot + (one - cut) * acc[j]
-                g = r[t, j] + gamma * nt * nxt
-                acc[j] = g
-                bad_v[j] += (g + boot) * zero  # a NaN/inf bootstrap may be multiplied away by 0
-                out[t, j] = g
-        return 0 if np.isfinite(bad_v.sum()) else 1
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A contiguous NumPy view of a CPU tensor (detached), for the numba kernels."""
     return t.detach().contiguous().numpy()
 
 
-def _empty_like(x: torch.Tensor) -> torch.Tensor:
+def empty_like_numpy(x: torch.Tensor) -> torch.Tensor:
     """A new contiguous CPU tensor like ``x``, allocated by NumPy: glibc reuses large freed blocks,
     while torch's allocator unmaps them and page-faults a fresh output on every call."""
-    return torch.from_numpy(np.empty(tuple(x.shape), dtype=_np(x[:0]).dtype))
+    return torch.from_numpy(np.empty(tuple(x.shape), dtype=as_numpy(x[:0]).dtype))
 
 
 def _scan_numba(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    out = _empty_like(x)
-    _scan_kernel(_np(x), _np(c.to(x.dtype)), out.numpy())
-    return out
-
-
-def gae_numba(
-    r: torch.Tensor, v: torch.Tensor, nv: torch.Tensor, term: torch.Tensor, trunc: torch.Tensor,
-    gamma: float, lam: float,
-) -> torch.Tensor:
-    """Fused GAE kernel over ``[T, N]`` CPU tensors (used by :func:`pgmath.gae`).
-
-    Checks the float inputs for NaN/inf in the same pass (``ValueError`` naming the argument), so
-    the caller need not read them a second time.
-    """
-    out = _empty_like(r)
-    ra = _np(r)
-    bad = _gae_kernel(ra, _np(v), _np(nv), _np(term).view(np.uint8), _np(trunc).view(np.uint8),
-                      ra.dtype.type(gamma), ra.dtype.type(gamma * lam), out.numpy())
-    if bad:  # some Âₜ is not finite: name the input, or keep the (overflowed) result
-        check_all_finite(rewards=r, values=v, next_values=nv)
-    return out
-
-
-def returns_numba(
-    r: torch.Tensor, nv: torch.Tensor | None, term: torch.Tensor, trunc: torch.Tensor, gamma: float
-) -> torch.Tensor:
-    """Fused discounted-return kernel over ``[T, N]`` CPU tensors (used by ``discounted_returns``);
-    checks ``rewards`` and ``next_values`` for NaN/inf in the same pass."""
-    out = _empty_like(r)
-    ra = _np(r)
-    nv_arr = _np(nv) if nv is not None else ra  # unused when use_nv is False
-    bad = _returns_kernel(ra, nv_arr, _np(term).view(np.uint8), _np(trunc).view(np.uint8),
-                          ra.dtype.type(gamma), nv is not None, out.numpy())
-    if bad:
-        check_all_finite(rewards=r, next_values=nv)
+    out = empty_like_numpy(x)
+    _scan_kernel(as_numpy(x), as_numpy(c.to(x.dtype)), out.numpy())
     return out

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgmath._validation import check_in_unit_interval, check_positive
+from pgmath.validation import validate_positive, validate_unit_interval
 
 __all__ = ["ALGOS", "AgentConfig", "hyperparameter_fields"]
 
@@ -98,14 +98,14 @@ class AgentConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}")
-        check_in_unit_interval(self.gamma, "gamma")
-        check_in_unit_interval(self.gae_lambda, "gae_lambda")
-        check_in_unit_interval(self.rmsprop_alpha, "rmsprop_alpha")
+        validate_unit_interval(self.gamma, "gamma")
+        validate_unit_interval(self.gae_lambda, "gae_lambda")
+        validate_unit_interval(self.rmsprop_alpha, "rmsprop_alpha")
         for name in ("lr", "adam_eps", "clip_obs", "clip_reward", "clip_coef"):
-            check_positive(getattr(self, name), name)
+            validate_positive(getattr(self, name), name)
         for name in ("max_grad_norm", "vf_clip", "target_kl"):
             if getattr(self, name) is not None:
-                check_positive(getattr(self, name), name)
+                validate_positive(getattr(self, name), name)
         for name in ("ent_coef", "vf_coef", "log_std_init"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):

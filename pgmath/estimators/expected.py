@@ -46,9 +46,9 @@ from collections.abc import Callable
 
 import torch
 
-from pgmath._validation import check_float_tensor, check_in_unit_interval
-from pgmath.estimators.policy_gradient import _lookup, _policy_table, resolve_options
+from pgmath.estimators.policy_gradient import lookup_estimator, policy_table, resolve_options
 from pgmath.mdp import TabularMDP
+from pgmath.validation import validate_float_tensor, validate_unit_interval
 
 __all__ = [
     "expected_gradient",
@@ -82,7 +82,7 @@ def score_expectation(
       f: ``[S, A]`` f(s, a), held fixed.
       policy_fn: optional ``params -> π [S, A]``.
     """
-    check_float_tensor(params, "params")
+    validate_float_tensor(params, "params")
     theta = params.detach().to(device=mdp.device, dtype=mdp.dtype).clone().requires_grad_(True)
     with torch.enable_grad():
         pi = _pi_of(mdp, theta, policy_fn)
@@ -104,9 +104,9 @@ def value_error_action_values(
     Evaluated as the action values of the same dynamics with reward
     ε(s, a) = γ Σₛ' P(s'|s, a) e(s') − e(s) and discount γλ (0 on terminal states).
     """
-    lam = check_in_unit_interval(lam, "lam")
+    lam = validate_unit_interval(lam, "lam")
     pi = mdp.check_policy(pi).detach()
-    check_float_tensor(values, "values")
+    validate_float_tensor(values, "values")
     if tuple(values.shape) != (mdp.num_states,):
         raise ValueError(f"values must have shape [S] = ({mdp.num_states},), got {tuple(values.shape)}")
     live = (~mdp.terminal).to(mdp.dtype)
@@ -135,7 +135,7 @@ def gae_value_error_bias(
     Returns:
       shaped like ``logits``.
     """
-    pi = _policy_table(mdp, logits.detach().to(device=mdp.device, dtype=mdp.dtype), policy_fn).detach()
+    pi = policy_table(mdp, logits.detach().to(device=mdp.device, dtype=mdp.dtype), policy_fn).detach()
     Qe = value_error_action_values(mdp, pi, values, lam)
     occ = mdp.discounted_occupancy(pi) if discount_weight else undiscounted_occupancy(mdp, pi)
     return score_expectation(mdp, logits, occ, Qe, policy_fn=policy_fn)
@@ -154,10 +154,10 @@ def expected_gradient(
     Exact (linear solves), for untruncated episodes. Equals ``mdp.exact_policy_gradient`` for the
     unbiased rules; for the biased ones it is the value their sample mean converges to.
     """
-    spec = _lookup(estimator)
-    check_float_tensor(logits, "logits")
+    spec = lookup_estimator(estimator)
+    validate_float_tensor(logits, "logits")
     params = logits.detach().to(device=mdp.device, dtype=mdp.dtype)
-    pi = _policy_table(mdp, params, policy_fn).detach()
+    pi = policy_table(mdp, params, policy_fn).detach()
     opts = resolve_options(mdp, pi, estimator, options)
     V = mdp.state_values(pi)
     Q = mdp.action_values(pi)

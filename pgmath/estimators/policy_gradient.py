@@ -61,8 +61,8 @@ import torch
 from torch.func import grad, vmap
 
 from pgmath import categorical_log_prob, discounted_returns, gae, td_errors
-from pgmath._validation import check_float_tensor, check_in_unit_interval
 from pgmath.mdp import Episodes, TabularMDP, sample_episodes, steps_for_tolerance
+from pgmath.validation import validate_float_tensor, validate_unit_interval
 
 __all__ = [
     "BIASED_ESTIMATORS",
@@ -155,7 +155,7 @@ def _w_td(r: _Rollout, o: dict) -> torch.Tensor:
 
 
 def _lam(o: dict, default: float) -> float:
-    return check_in_unit_interval(o.get("lam", default), "lam")
+    return validate_unit_interval(o.get("lam", default), "lam")
 
 
 def _w_gae(r: _Rollout, o: dict) -> torch.Tensor:
@@ -285,7 +285,7 @@ BIASED_ESTIMATORS: tuple[str, ...] = (
 )
 
 
-def _lookup(estimator: object) -> Estimator:
+def lookup_estimator(estimator: object) -> Estimator:
     if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}")
     return ESTIMATORS[estimator]
@@ -298,8 +298,8 @@ def is_unbiased(estimator: str, *, gamma: float, lam: float | None = None, value
     biased unless λ = 1 (see :func:`pgmath.estimators.expected.gae_value_error_bias`);
     "baseline" stays unbiased with any state baseline.
     """
-    spec = _lookup(estimator)
-    gamma = check_in_unit_interval(gamma, "gamma")
+    spec = lookup_estimator(estimator)
+    gamma = validate_unit_interval(gamma, "gamma")
     if spec.unbiased == "never":
         return False
     if spec.unbiased == "lam == 1":
@@ -394,8 +394,8 @@ def per_episode_gradients(
     Returns:
       ``[N, *params.shape]``, in ``params``' dtype.
     """
-    check_float_tensor(params, "params")
-    check_float_tensor(weights, "weights")
+    validate_float_tensor(params, "params")
+    validate_float_tensor(weights, "weights")
     if states.shape != actions.shape or states.shape != weights.shape or states.dim() != 2:
         raise ValueError(
             f"states, actions and weights must all be [T, N]; got {tuple(states.shape)}, "
@@ -419,7 +419,7 @@ def _check_options(spec: Estimator, options: dict) -> None:
             raise ValueError(f"unknown option {k!r} for estimator {spec.name!r} (allowed: {allowed})")
 
 
-def _policy_table(mdp: TabularMDP, params: torch.Tensor, policy_fn) -> torch.Tensor:
+def policy_table(mdp: TabularMDP, params: torch.Tensor, policy_fn) -> torch.Tensor:
     if policy_fn is None:
         return mdp.policy(params)
     if not callable(policy_fn):
@@ -428,7 +428,7 @@ def _policy_table(mdp: TabularMDP, params: torch.Tensor, policy_fn) -> torch.Ten
 
 
 def _critic_option(mdp: TabularMDP, values: object) -> torch.Tensor:
-    check_float_tensor(values, "values")
+    validate_float_tensor(values, "values")
     assert isinstance(values, torch.Tensor)
     if tuple(values.shape) != (mdp.num_states,):
         raise ValueError(f"values must have shape [S] = ({mdp.num_states},), got {tuple(values.shape)}")
@@ -437,7 +437,7 @@ def _critic_option(mdp: TabularMDP, values: object) -> torch.Tensor:
 
 def resolve_options(mdp: TabularMDP, pi: torch.Tensor, estimator: str, options: dict) -> dict:
     """Validate ``options`` for ``estimator``; fill the default perturbed critic where needed."""
-    spec = _lookup(estimator)
+    spec = lookup_estimator(estimator)
     _check_options(spec, options)
     out = dict(options)
     if "values" in out:
@@ -445,7 +445,7 @@ def resolve_options(mdp: TabularMDP, pi: torch.Tensor, estimator: str, options: 
     elif estimator == "gae_perturbed_values":
         out["values"] = perturbed_values(mdp, mdp.state_values(pi).detach())
     if "lam" in out:
-        out["lam"] = check_in_unit_interval(out["lam"], "lam")
+        out["lam"] = validate_unit_interval(out["lam"], "lam")
     return out
 
 
@@ -460,7 +460,7 @@ def episode_weights(
       episodes: from :func:`pgmath.mdp.sample_episodes`.
       estimator: a key of :data:`ESTIMATORS`; options as listed there.
     """
-    spec = _lookup(estimator)
+    spec = lookup_estimator(estimator)
     pi = mdp.check_policy(pi).detach()
     opts = resolve_options(mdp, pi, estimator, options)
     V = mdp.state_values(pi)
@@ -506,7 +506,7 @@ def estimate_policy_gradient(
       ValueError naming the argument: unknown estimator or option, bad N, a generator on
       another device, γ = 1 with a policy that does not terminate (and no ``max_steps``).
     """
-    _check_options(_lookup(estimator), options)
+    _check_options(lookup_estimator(estimator), options)
     out, _ = samples_for_all(
         mdp, logits, {"x": {"estimator": estimator, **options}}, num_episodes,
         generator=generator, device=device, max_steps=max_steps, policy_fn=policy_fn,
@@ -539,9 +539,9 @@ def samples_for_all(
     dev = generator.device if device is None else torch.device(device)
     if mdp.device != dev:
         mdp = mdp.to(device=dev)
-    check_float_tensor(logits, "logits")
+    validate_float_tensor(logits, "logits")
     params = logits.detach().to(device=dev, dtype=mdp.dtype)
-    pi = _policy_table(mdp, params, policy_fn).detach()
+    pi = policy_table(mdp, params, policy_fn).detach()
     H = default_max_steps(mdp, pi) if max_steps is None else max_steps
     episodes = sample_episodes(mdp, pi, num_episodes, H, generator=generator, device=dev)
     out = {}

@@ -71,7 +71,7 @@ from dataclasses import dataclass
 import torch
 from scipy import stats as _sps
 
-from pgmath._validation import check_float_tensor
+from pgmath.validation import validate_float_tensor
 
 __all__ = ["METHODS", "UnbiasedTest", "check_unbiased", "hotelling_ci_radius", "hotelling_power"]
 
@@ -196,8 +196,8 @@ def check_unbiased(
 
     Checked by: tests/test_estimators_stats.py; power rows in :mod:`pgmath.estimators.checks`.
     """
-    check_float_tensor(samples, "samples")
-    check_float_tensor(exact, "exact")
+    validate_float_tensor(samples, "samples")
+    validate_float_tensor(exact, "exact")
     if samples.dim() < 1:
         raise ValueError("samples must have shape [N, *D], got a scalar")
     if tuple(samples.shape[1:]) != tuple(exact.shape):
@@ -315,8 +315,8 @@ def hotelling_power(
       bias: ``[*D]`` the predicted bias b = E[x] − exact.
       alpha: the level of the test. n: sample size (default N). rtol: as in check_unbiased.
     """
-    check_float_tensor(samples, "samples")
-    check_float_tensor(bias, "bias")
+    validate_float_tensor(samples, "samples")
+    validate_float_tensor(bias, "bias")
     if samples.dim() < 1 or tuple(samples.shape[1:]) != tuple(bias.shape) or samples.shape[0] < 2:
         raise ValueError(f"samples must be [N >= 2, *bias.shape]; got {tuple(samples.shape)} and {tuple(bias.shape)}")
     alpha = _open_unit(alpha, "alpha")

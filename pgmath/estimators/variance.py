@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 import torch
 from scipy import stats as _sps
 
-from pgmath._validation import check_float_tensor
 from pgmath.estimators.expected import gae_value_error_bias
 from pgmath.mdp import TabularMDP
+from pgmath.validation import validate_float_tensor
 
 __all__ = [
     "cosine_curve",
@@ -47,14 +47,14 @@ __all__ = [
 
 
 def _flat(samples: torch.Tensor, name: str = "samples", min_n: int = 2) -> torch.Tensor:
-    check_float_tensor(samples, name)
+    validate_float_tensor(samples, name)
     if samples.dim() < 1 or samples.shape[0] < min_n:
         raise ValueError(f"{name} must have shape [N, *D] with N >= {min_n}, got {tuple(samples.shape)}")
     return samples.detach().reshape(samples.shape[0], -1).to(device="cpu", dtype=torch.float64)
 
 
 def _exact(exact: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-    check_float_tensor(exact, "exact")
+    validate_float_tensor(exact, "exact")
     if tuple(exact.shape) != tuple(samples.shape[1:]):
         raise ValueError(f"exact has shape {tuple(exact.shape)} but samples are {tuple(samples.shape)}")
     return exact.detach().reshape(-1).to(device="cpu", dtype=torch.float64)

@@ -35,10 +35,15 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_finite, check_float_tensor, check_in_unit_interval, check_mask
 from pgmath.advantages import gae as _core_gae
 from pgmath.advantages import normalize_advantages
 from pgmath.scan import Backend, discounted_cumsum
+from pgmath.validation import (
+    validate_finite,
+    validate_float_tensor,
+    validate_mask,
+    validate_unit_interval,
+)
 
 __all__ = [
     "batch_normalized_returns",
@@ -52,7 +57,7 @@ __all__ = [
 
 
 def _check_groups(rewards: object) -> torch.Tensor:
-    r = check_float_tensor(rewards, "rewards")
+    r = validate_float_tensor(rewards, "rewards")
     if r.dim() != 2:
         raise ValueError(f"rewards must have shape [G, K] (groups × responses), got {tuple(r.shape)}")
     G, K = r.shape
@@ -159,12 +164,12 @@ def rloo_advantages_reference(rewards: torch.Tensor) -> torch.Tensor:
 
 
 def _check_token_tensor(x: object, name: str, m: torch.Tensor) -> torch.Tensor:
-    x = check_float_tensor(x, name, finite=False)
+    x = validate_float_tensor(x, name, finite=False)
     if tuple(x.shape) != tuple(m.shape):
         raise ValueError(f"{name} has shape {tuple(x.shape)} but mask has shape {tuple(m.shape)}")
     if x.device != m.device:
         raise ValueError(f"{name} is on {x.device} but mask is on {m.device}")
-    check_finite(x, name, mask=m)
+    validate_finite(x, name, mask=m)
     return x
 
 
@@ -173,7 +178,7 @@ def _check_token_mask(mask: object) -> torch.Tensor:
         raise ValueError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
     if mask.dim() != 2 or mask.numel() == 0:
         raise ValueError(f"mask must have a non-empty shape [B, L], got {tuple(mask.shape)}")
-    return check_mask(mask, "mask", mask.shape, mask.device)
+    return validate_mask(mask, "mask", mask.shape, mask.device)
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -204,7 +209,7 @@ def token_rewards(
     Checked by: ``tests/test_llm_functions.py::test_token_rewards_last_real_token``.
     """
     m = _check_token_mask(mask)
-    s = check_float_tensor(scores, "scores")
+    s = validate_float_tensor(scores, "scores")
     if tuple(s.shape) != (m.shape[0],):
         raise ValueError(f"scores must have shape [B] = {(m.shape[0],)}, got {tuple(s.shape)}")
     last = last_token_index(m)
@@ -255,7 +260,7 @@ def batch_normalized_returns(
     """
     m = _check_token_mask(mask)
     r = _check_token_tensor(rewards, "rewards", m)
-    gamma = check_in_unit_interval(gamma, "gamma")
+    gamma = validate_unit_interval(gamma, "gamma")
     r = torch.where(m, r, torch.zeros((), dtype=r.dtype, device=r.device))
     # a masked position passes the return through unchanged (discount 1, reward 0)
     disc = torch.where(m, torch.full_like(r, gamma), torch.ones_like(r))
@@ -303,8 +308,8 @@ def token_gae(
     m = _check_token_mask(mask)
     r = _check_token_tensor(rewards, "rewards", m)
     v = _check_token_tensor(values, "values", m)
-    gamma = check_in_unit_interval(gamma, "gamma")
-    lam = check_in_unit_interval(lam, "lam")
+    gamma = validate_unit_interval(gamma, "gamma")
+    lam = validate_unit_interval(lam, "lam")
     zero = torch.zeros((), dtype=r.dtype, device=r.device)
     r = torch.where(m, r, zero)
     v = torch.where(m, v.to(r.dtype), zero)

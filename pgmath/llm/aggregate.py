@@ -39,7 +39,7 @@ from typing import Literal
 
 import torch
 
-from pgmath._validation import check_float_tensor, check_mask, check_positive
+from pgmath.validation import validate_float_tensor, validate_mask, validate_positive
 
 __all__ = ["AGGREGATION_MODES", "AggregationMode", "aggregate_token_loss", "aggregation_weights"]
 
@@ -78,7 +78,7 @@ def aggregation_weights(
         raise ValueError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
     if mask.dim() != 2 or mask.numel() == 0:
         raise ValueError(f"mask must have a non-empty shape [B, L], got {tuple(mask.shape)}")
-    m = check_mask(mask, "mask", mask.shape, mask.device)
+    m = validate_mask(mask, "mask", mask.shape, mask.device)
     if mode not in AGGREGATION_MODES:
         raise ValueError(f"mode must be one of {AGGREGATION_MODES}, got {mode!r}")
     mf = m.to(dtype)
@@ -88,7 +88,7 @@ def aggregation_weights(
         if num_sequences is not None:
             raise ValueError("num_sequences is not used by mode 'token-mean' (use normalizer)")
         if normalizer is not None:
-            denom = check_positive(normalizer, "normalizer")
+            denom = validate_positive(normalizer, "normalizer")
             explicit = True
         else:
             denom = float(lengths.sum())
@@ -101,7 +101,7 @@ def aggregation_weights(
                     "for mode 'seq-mean-token-sum-norm'; defaulting to the padded width would make "
                     "the loss depend on padding"
                 )
-            const = check_positive(normalizer, "normalizer")
+            const = validate_positive(normalizer, "normalizer")
             row_scale = torch.full_like(lengths, 1.0 / const)
         elif normalizer is not None:
             raise ValueError(f"normalizer is not used by mode {mode!r} (use num_sequences)")
@@ -110,12 +110,12 @@ def aggregation_weights(
         else:  # seq-mean-token-mean: 1/L_b, 0 for an empty response
             row_scale = torch.where(lengths > 0, 1.0 / lengths.clamp(min=1), torch.zeros_like(lengths))
         if num_sequences is not None:
-            denom = check_positive(num_sequences, "num_sequences")
+            denom = validate_positive(num_sequences, "num_sequences")
             explicit = True
         else:
             denom = float((lengths > 0).sum())
     if denom == 0.0:
-        if explicit:  # unreachable (check_positive), kept for clarity
+        if explicit:  # unreachable (validate_positive), kept for clarity
             raise ValueError("normalizer must be > 0")
         raise ValueError("mask selects no tokens: the default denominator would be 0")
     return mf * (row_scale / denom).unsqueeze(1)
@@ -149,10 +149,10 @@ def aggregate_token_loss(
 
     Checked by: ``tests/test_llm_functions.py::test_aggregate_*``.
     """
-    check_float_tensor(loss, "loss", finite=False)
+    validate_float_tensor(loss, "loss", finite=False)
     if loss.dim() != 2 or loss.numel() == 0:
         raise ValueError(f"loss must have a non-empty shape [B, L], got {tuple(loss.shape)}")
-    m = check_mask(mask, "mask", loss.shape, loss.device)
+    m = validate_mask(mask, "mask", loss.shape, loss.device)
     w = aggregation_weights(
         m, mode, normalizer=normalizer, num_sequences=num_sequences, dtype=loss.dtype
     )

@@ -28,9 +28,14 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_finite, check_float_tensor, check_mask, check_positive
 from pgmath.kl import KLEstimator, kl_estimate
 from pgmath.llm.aggregate import AggregationMode, aggregate_token_loss
+from pgmath.validation import (
+    validate_finite,
+    validate_float_tensor,
+    validate_mask,
+    validate_positive,
+)
 
 __all__ = ["kl_loss", "kl_penalty", "token_kl"]
 
@@ -49,8 +54,8 @@ def token_kl(
       mask: ``[B, L]`` bool/0-1 response tokens.
       estimator: "k1", "k2" or "k3".
     """
-    check_float_tensor(log_probs, "log_probs", finite=False)
-    check_float_tensor(ref_log_probs, "ref_log_probs", finite=False)
+    validate_float_tensor(log_probs, "log_probs", finite=False)
+    validate_float_tensor(ref_log_probs, "ref_log_probs", finite=False)
     if log_probs.dim() != 2 or log_probs.numel() == 0:
         raise ValueError(f"log_probs must have a non-empty shape [B, L], got {tuple(log_probs.shape)}")
     if ref_log_probs.shape != log_probs.shape:
@@ -58,9 +63,9 @@ def token_kl(
             f"ref_log_probs has shape {tuple(ref_log_probs.shape)} but log_probs has shape "
             f"{tuple(log_probs.shape)}"
         )
-    m = check_mask(mask, "mask", log_probs.shape, log_probs.device)
-    check_finite(log_probs, "log_probs", mask=m)
-    check_finite(ref_log_probs, "ref_log_probs", mask=m)
+    m = validate_mask(mask, "mask", log_probs.shape, log_probs.device)
+    validate_finite(log_probs, "log_probs", mask=m)
+    validate_finite(ref_log_probs, "ref_log_probs", mask=m)
     zero = torch.zeros((), dtype=log_probs.dtype, device=log_probs.device)
     lp = torch.where(m, log_probs, zero)
     ref = torch.where(m, ref_log_probs.detach().to(log_probs.dtype), zero)
@@ -88,7 +93,7 @@ def kl_penalty(
     Returns:
       ``[B, L]`` detached penalties, 0 outside the mask.
     """
-    beta = check_positive(coef, "coef")
+    beta = validate_positive(coef, "coef")
     return beta * token_kl(log_probs.detach(), ref_log_probs, mask, estimator)
 
 

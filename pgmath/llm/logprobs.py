@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_float_tensor, check_mask
+from pgmath.validation import validate_float_tensor, validate_mask
 
 __all__ = ["token_log_probs", "token_log_probs_reference"]
 
@@ -35,7 +35,7 @@ __all__ = ["token_log_probs", "token_log_probs_reference"]
 def _check_inputs(
     logits: object, tokens: object, mask: object | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    logits = check_float_tensor(logits, "logits", finite=False)
+    logits = validate_float_tensor(logits, "logits", finite=False)
     if logits.dim() != 3:
         raise ValueError(f"logits must have shape [B, L, V], got {tuple(logits.shape)}")
     B, L, V = logits.shape
@@ -55,7 +55,7 @@ def _check_inputs(
         m = torch.ones(B, L, dtype=torch.bool, device=logits.device)
         m[:, 0] = False
     else:
-        m = check_mask(mask, "mask", (B, L), logits.device)
+        m = validate_mask(mask, "mask", (B, L), logits.device)
         if bool(m[:, 0].any()):
             raise ValueError(
                 "mask[:, 0] must be False: the first token has no preceding logits "

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_float_tensor, check_mask
 from pgmath.llm.aggregate import AggregationMode, aggregation_weights
 from pgmath.losses import ppo_clip_loss
+from pgmath.validation import validate_float_tensor, validate_mask
 
 __all__ = ["token_policy_loss"]
 
@@ -55,11 +55,11 @@ def token_policy_loss(
     Returns:
       ``(loss, info)``: info as :func:`pgmath.ppo_clip_loss` (token-level masked means).
     """
-    check_float_tensor(log_probs, "log_probs", finite=False)
+    validate_float_tensor(log_probs, "log_probs", finite=False)
     if log_probs.dim() != 2 or log_probs.numel() == 0:
         raise ValueError(f"log_probs must have a non-empty shape [B, L], got {tuple(log_probs.shape)}")
-    m = check_mask(mask, "mask", log_probs.shape, log_probs.device)
-    check_float_tensor(advantages, "advantages", finite=False)
+    m = validate_mask(mask, "mask", log_probs.shape, log_probs.device)
+    validate_float_tensor(advantages, "advantages", finite=False)
     if advantages.shape == log_probs.shape[:1]:
         advantages = advantages.unsqueeze(1).expand_as(log_probs)
     elif advantages.shape != log_probs.shape:
@@ -67,7 +67,7 @@ def token_policy_loss(
             f"advantages must have shape [B] = {tuple(log_probs.shape[:1])} or [B, L] = "
             f"{tuple(log_probs.shape)}, got {tuple(advantages.shape)}"
         )
-    check_float_tensor(old_log_probs, "old_log_probs", finite=False)
+    validate_float_tensor(old_log_probs, "old_log_probs", finite=False)
     if old_log_probs.shape != log_probs.shape:
         raise ValueError(
             f"old_log_probs has shape {tuple(old_log_probs.shape)} but log_probs has shape "

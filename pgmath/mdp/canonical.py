@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from pgmath._validation import check_in_unit_interval
 from pgmath.mdp.tabular import TabularMDP
+from pgmath.validation import validate_unit_interval
 
 __all__ = [
     "GRID_ACTIONS",
@@ -92,7 +92,7 @@ def chain(
       slip: probability ∈ [0, 1] that a move is reversed.
     """
     n = _check_count(n, "n", 2)
-    slip = check_in_unit_interval(slip, "slip")
+    slip = validate_unit_interval(slip, "slip")
     P = np.zeros((n, 2, n))
     for s in range(n - 1):  # forward over the non-terminal states
         left, right = max(s - 1, 0), s + 1
@@ -185,7 +185,7 @@ def gridworld(
     cols = _check_count(cols, "cols", 1)
     if rows * cols < 2:
         raise ValueError(f"rows * cols must be >= 2, got {rows} x {cols}")
-    slip = check_in_unit_interval(slip, "slip")
+    slip = validate_unit_interval(slip, "slip")
     if terminals is None:
         terminals = [(0, 0), (rows - 1, cols - 1)]
     S = rows * cols

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from pgmath._validation import check_float_tensor, check_positive
+from pgmath.validation import validate_float_tensor, validate_positive
 
 __all__ = ["central_difference_gradient"]
 
@@ -29,8 +29,8 @@ def central_difference_gradient(
       x: the point (any shape, floating; float64 recommended).
       step: h > 0.
     """
-    check_float_tensor(x, "x")
-    h = check_positive(step, "step")
+    validate_float_tensor(x, "x")
+    h = validate_positive(step, "step")
     x = x.detach()
     flat = x.reshape(-1)
     g = torch.empty_like(flat)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_float_tensor
 from pgmath.mdp.tabular import TabularMDP
+from pgmath.validation import validate_float_tensor
 
 __all__ = ["backward_induction_values", "finite_horizon", "finite_horizon_policy"]
 
@@ -67,7 +67,7 @@ def finite_horizon_policy(pi: torch.Tensor, horizon: int) -> torch.Tensor:
     The end state's row is uniform (it never acts).
     """
     H = _check_horizon(horizon)
-    check_float_tensor(pi, "pi")
+    validate_float_tensor(pi, "pi")
     if pi.dim() == 2:
         pi = pi.expand(H, *pi.shape)
     if pi.dim() != 3 or pi.shape[0] != H:
@@ -89,7 +89,7 @@ def backward_induction_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -
       horizon: H >= 1.
     """
     H = _check_horizon(horizon)
-    check_float_tensor(pi, "pi")
+    validate_float_tensor(pi, "pi")
     if pi.dim() == 2:
         pi = pi.expand(H, *pi.shape)
     S, A = mdp.num_states, mdp.num_actions

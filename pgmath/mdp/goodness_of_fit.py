@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-from pgmath._validation import check_in_unit_interval
 from pgmath.mdp.sampler import Episodes
 from pgmath.mdp.tabular import TabularMDP
+from pgmath.validation import validate_unit_interval
 
 __all__ = ["OccupancyTest", "occupancy_chi_square", "truncated_occupancy"]
 
@@ -54,7 +54,7 @@ def truncated_occupancy(mdp: TabularMDP, pi: torch.Tensor, max_steps: int, *, ga
       mdp: the MDP. pi: ``[S, A]`` policy. max_steps: T >= 1.
       gamma: discount of the occupancy (default ``mdp.gamma``).
     """
-    g = mdp.gamma if gamma is None else check_in_unit_interval(gamma, "gamma")
+    g = mdp.gamma if gamma is None else validate_unit_interval(gamma, "gamma")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
     pi = mdp.check_policy(pi).detach()
@@ -107,7 +107,7 @@ def occupancy_chi_square(
 
     if by not in ("transition", "state_action"):
         raise ValueError(f"by must be 'transition' or 'state_action', got {by!r}")
-    g = check_in_unit_interval(gamma, "gamma")
+    g = validate_unit_interval(gamma, "gamma")
     if not 0.0 < g < 1.0:
         raise ValueError(f"gamma must lie strictly inside (0, 1) for geometric times, got {g}")
     S, A = mdp.num_states, mdp.num_actions

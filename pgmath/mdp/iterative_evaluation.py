@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_positive
 from pgmath.mdp.tabular import TabularMDP
+from pgmath.validation import validate_positive
 
 __all__ = ["iterative_occupancy", "iterative_policy_evaluation"]
 
 
 def _sweeps(mdp: TabularMDP, pi: torch.Tensor, transpose: bool, tol: float, max_sweeps: int) -> torch.Tensor:
-    tol = check_positive(tol, "tol")
+    tol = validate_positive(tol, "tol")
     if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
         raise ValueError(f"max_sweeps must be an integer >= 1, got {max_sweeps!r}")
     pi = mdp.check_policy(pi).detach()

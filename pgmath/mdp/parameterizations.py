@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from pgmath._validation import check_float_tensor
 from pgmath.mdp.tabular import softmax
+from pgmath.validation import validate_float_tensor
 
 __all__ = ["LinearSoftmaxPolicy"]
 
@@ -30,7 +30,7 @@ class LinearSoftmaxPolicy:
     """
 
     def __init__(self, features: torch.Tensor) -> None:
-        check_float_tensor(features, "features")
+        validate_float_tensor(features, "features")
         if features.dim() != 3 or 0 in features.shape:
             raise ValueError(f"features must have shape [S, A, K] with S, A, K >= 1, got {tuple(features.shape)}")
         self.features = features
@@ -41,7 +41,7 @@ class LinearSoftmaxPolicy:
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """Return π_θ ``[S, A]`` for parameters ``theta [K]`` (differentiable)."""
-        check_float_tensor(theta, "theta")
+        validate_float_tensor(theta, "theta")
         if tuple(theta.shape) != (self.num_params,):
             raise ValueError(f"theta must have shape [K] = ({self.num_params},), got {tuple(theta.shape)}")
         return softmax(self.features.to(theta.dtype) @ theta)

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pgmath._validation import check_in_unit_interval, check_positive
 from pgmath.mdp.tabular import TabularMDP
+from pgmath.validation import validate_positive, validate_unit_interval
 
 __all__ = ["Episodes", "sample_episodes", "sample_episodes_reference", "steps_for_tolerance"]
 
@@ -90,7 +90,7 @@ class Episodes:
             γ^Lₙ V(s_Lₙ) is added. With V = the exact ``mdp.state_values(pi)`` the result is an
             unbiased estimate of J = μ₀ · V whatever ``max_steps`` was.
         """
-        gamma = check_in_unit_interval(gamma, "gamma")
+        gamma = validate_unit_interval(gamma, "gamma")
         T = self.num_steps
         disc = gamma ** torch.arange(T, dtype=self.rewards.dtype, device=self.rewards.device)
         G = (disc[:, None] * self.rewards).sum(0)
@@ -381,7 +381,7 @@ def steps_for_tolerance(mdp: TabularMDP, tol: float) -> int:
 
     Requires γ < 1 (with γ = 1 no cap bounds the bias; rely on termination instead).
     """
-    tol = check_positive(tol, "tol")
+    tol = validate_positive(tol, "tol")
     if mdp.gamma >= 1.0:
         raise ValueError("gamma must be < 1 for a truncation-bias bound; with gamma = 1 rely on terminal states")
     rmax = float(mdp.R.abs().max())

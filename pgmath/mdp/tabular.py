@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from pgmath._validation import as_flags, check_float_tensor, check_in_unit_interval
+from pgmath.validation import as_flags, validate_float_tensor, validate_unit_interval
 
 __all__ = ["PolicyFn", "TabularMDP", "softmax"]
 
@@ -132,20 +132,20 @@ class TabularMDP:
         if P.dim() != 3 or P.shape[0] != P.shape[2] or P.shape[0] == 0 or P.shape[1] == 0:
             raise ValueError(f"P must have shape [S, A, S] with S, A >= 1, got {tuple(P.shape)}")
         S, A = P.shape[0], P.shape[1]
-        check_float_tensor(P, "P")
+        validate_float_tensor(P, "P")
         _check_distribution_rows(P, "P", "P[s, a, :] is the distribution of the next state")
 
         R = _as_tensor(R, "R", dtype, device)
         if tuple(R.shape) != (S, A):
             raise ValueError(f"R must have shape [S, A] = {(S, A)} to match P, got {tuple(R.shape)}")
-        check_float_tensor(R, "R")
+        validate_float_tensor(R, "R")
 
-        gamma = check_in_unit_interval(gamma, "gamma")
+        gamma = validate_unit_interval(gamma, "gamma")
 
         mu0 = _as_tensor(mu0, "mu0", dtype, device)
         if tuple(mu0.shape) != (S,):
             raise ValueError(f"mu0 must have shape [S] = ({S},) to match P, got {tuple(mu0.shape)}")
-        check_float_tensor(mu0, "mu0")
+        validate_float_tensor(mu0, "mu0")
         _check_distribution_rows(mu0, "mu0", "the initial-state distribution")
 
         if terminal is None:
@@ -215,7 +215,7 @@ class TabularMDP:
         return pi
 
     def _check_table(self, x: object, name: str) -> None:
-        check_float_tensor(x, name)
+        validate_float_tensor(x, name)
         assert isinstance(x, torch.Tensor)
         if tuple(x.shape) != (self.num_states, self.num_actions):
             raise ValueError(
@@ -396,7 +396,7 @@ class TabularMDP:
             single = isinstance(params, torch.Tensor)
             leaves = (params,) if single else tuple(params)  # type: ignore[arg-type]
             for i, p in enumerate(leaves):
-                check_float_tensor(p, "params" if single else f"params[{i}]")
+                validate_float_tensor(p, "params" if single else f"params[{i}]")
             leaves = tuple(p.detach().clone().requires_grad_(True) for p in leaves)
             arg = leaves[0] if single else leaves
             with torch.enable_grad():

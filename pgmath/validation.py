@@ -1,4 +1,4 @@
-"""Input checks shared by every public function.
+"""Input validation shared by every public function (``validate_*``).
 
 Bad input gets a ``ValueError`` that names the argument, never a silent wrong number:
 wrong shapes (no silent broadcasting), NaN/inf, a discount outside [0, 1], done flags that
@@ -14,29 +14,31 @@ import torch
 
 __all__ = [
     "as_flags",
-    "check_all_finite",
-    "check_finite",
-    "check_float_tensor",
-    "check_in_unit_interval",
-    "check_mask",
-    "check_positive",
-    "check_same_shape",
-    "check_time_major",
+    "as_real",
+    "validate_all_finite",
+    "validate_finite",
+    "validate_float_tensor",
+    "validate_mask",
+    "validate_positive",
+    "validate_rollout",
+    "validate_same_shape",
+    "validate_time_major",
+    "validate_unit_interval",
 ]
 
 
-def check_float_tensor(x: object, name: str, *, finite: bool = True) -> torch.Tensor:
+def validate_float_tensor(x: object, name: str, *, finite: bool = True) -> torch.Tensor:
     """Return ``x`` if it is a floating-point tensor (finite unless ``finite=False``)."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
         raise ValueError(f"{name} must have a floating-point dtype, got {x.dtype}")
     if finite:
-        check_finite(x, name)
+        validate_finite(x, name)
     return x
 
 
-def check_finite(x: torch.Tensor, name: str, mask: torch.Tensor | None = None) -> None:
+def validate_finite(x: torch.Tensor, name: str, mask: torch.Tensor | None = None) -> None:
     """Raise if ``x`` holds NaN or inf (only where ``mask`` is true, when given)."""
     bad = ~torch.isfinite(x)
     if mask is not None:
@@ -46,14 +48,14 @@ def check_finite(x: torch.Tensor, name: str, mask: torch.Tensor | None = None) -
         raise ValueError(f"{name} contains {n} non-finite value(s) (NaN or inf)")
 
 
-def check_all_finite(**tensors: torch.Tensor | None) -> None:
+def validate_all_finite(**tensors: torch.Tensor | None) -> None:
     """Raise naming the first of the keyword tensors (None skipped) that holds NaN or inf."""
     for name, t in tensors.items():
         if t is not None:
-            check_finite(t, name)
+            validate_finite(t, name)
 
 
-def check_time_major(x: torch.Tensor, name: str) -> None:
+def validate_time_major(x: torch.Tensor, name: str) -> None:
     """Raise unless ``x`` has a non-empty leading time axis ``[T, *B]``."""
     if x.dim() == 0:
         raise ValueError(f"{name} must be time-major [T, *B], got a scalar")
@@ -63,7 +65,7 @@ def check_time_major(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
 
 
-def check_same_shape(ref_name: str, ref: torch.Tensor, **others: torch.Tensor | None) -> None:
+def validate_same_shape(ref_name: str, ref: torch.Tensor, **others: torch.Tensor | None) -> None:
     """Raise unless every tensor in ``others`` has exactly the shape of ``ref``."""
     for name, t in others.items():
         if t is None:
@@ -97,7 +99,7 @@ def as_flags(x: object, name: str) -> torch.Tensor:
     return x != 0
 
 
-def check_mask(mask: object, name: str, shape: Sequence[int], device: torch.device) -> torch.Tensor:
+def validate_mask(mask: object, name: str, shape: Sequence[int], device: torch.device) -> torch.Tensor:
     """Return a bool mask of exactly ``shape`` (0/1 numeric masks are accepted)."""
     m = as_flags(mask, name)
     if tuple(m.shape) != tuple(shape):
@@ -109,7 +111,7 @@ def check_mask(mask: object, name: str, shape: Sequence[int], device: torch.devi
     return m
 
 
-def _as_real(value: object, name: str) -> float:
+def as_real(value: object, name: str) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
@@ -122,17 +124,45 @@ def _as_real(value: object, name: str) -> float:
     return v
 
 
-def check_in_unit_interval(value: object, name: str) -> float:
+def validate_unit_interval(value: object, name: str) -> float:
     """Return ``value`` as a float, raising unless it lies in [0, 1]."""
-    v = _as_real(value, name)
+    v = as_real(value, name)
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {v}")
     return v
 
 
-def check_positive(value: object, name: str) -> float:
+def validate_positive(value: object, name: str) -> float:
     """Return ``value`` as a float, raising unless it is > 0."""
-    v = _as_real(value, name)
+    v = as_real(value, name)
     if not v > 0.0:
         raise ValueError(f"{name} must be > 0, got {v}")
     return v
+
+
+def validate_rollout(
+    rewards: torch.Tensor,
+    *,
+    values: torch.Tensor | None = None,
+    next_values: torch.Tensor | None = None,
+    terminated: object = None,
+    truncated: object = None,
+    finite: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate a time-major rollout; return the (terminated, truncated) flags as bool tensors.
+
+    With ``finite=False`` the NaN/inf scan of the float inputs is left to the caller (the fused
+    numba kernels do it in the same pass as the recursion).
+    """
+    validate_float_tensor(rewards, "rewards", finite=finite)
+    validate_time_major(rewards, "rewards")
+    if values is not None:
+        validate_float_tensor(values, "values", finite=finite)
+    if next_values is not None:
+        validate_float_tensor(next_values, "next_values", finite=finite)
+    term = as_flags(terminated, "terminated")
+    trunc = as_flags(truncated, "truncated") if truncated is not None else None
+    validate_same_shape(
+        "rewards", rewards, values=values, next_values=next_values, terminated=term, truncated=trunc
+    )
+    return term, trunc
