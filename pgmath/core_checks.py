@@ -7,17 +7,15 @@ so the test suite can hand it a deliberately wrong formula and see the check fai
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
-from pgmath.advantages import gae, gae_reference, lambda_returns
 from pgmath.distributions import categorical_log_prob
 from pgmath.kl import kl_categorical, kl_estimate
 from pgmath.losses import policy_gradient_loss, ppo_clip_loss, value_loss
-from pgmath.returns import discounted_returns, discounted_returns_reference, td_errors
 from pgmath.rollouts import random_rollout
+from pgmath.specs import SPECS, verify_rows
 from pgmath.verification import Check, Outcome, VerifyContext
 
 __all__ = ["TOL", "checks"]
@@ -47,100 +45,6 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _verdict(err: float, tol: float = TOL, what: str = "max |err|") -> Outcome:
     return Outcome(passed=err <= tol, statistic=f"{what} = {err:.1e}", data={"max_abs_error": err, "tol": tol})
-
-
-# --- recursions --------------------------------------------------------------------------------
-
-
-def check_gae_vs_reference(ctx: VerifyContext, gae_fn: Callable = gae) -> Outcome:
-    err = 0.0
-    for ro in _rollouts(ctx, 1):
-        for gamma, lam in [(0.99, 0.95), (1.0, 1.0), (0.5, 0.0), (0.0, 0.7)]:
-            ref = gae_reference(*ro, gamma=gamma, lam=lam)
-            err = max(err, _err(gae_fn(*ro, gamma=gamma, lam=lam), ref))
-    return _verdict(err)
-
-
-def check_gae_lambda0_is_td(ctx: VerifyContext, gae_fn: Callable = gae) -> Outcome:
-    err = 0.0
-    for ro in _rollouts(ctx, 2):
-        for gamma in (0.0, 0.9, 1.0):
-            td = td_errors(ro.rewards, ro.values, ro.next_values, ro.terminated, gamma=gamma)
-            err = max(err, _err(gae_fn(*ro, gamma=gamma, lam=0.0), td))
-    return _verdict(err)
-
-
-def check_gae_lambda1_is_return_minus_v(ctx: VerifyContext, gae_fn: Callable = gae) -> Outcome:
-    """λ = 1 telescopes: Σ γˡ δₜ₊ₗ = Gₜ − V(sₜ), G bootstrapped from V at truncation/rollout end."""
-    err = 0.0
-    for ro in _rollouts(ctx, 3):
-        for gamma in (0.9, 1.0):
-            G = discounted_returns_reference(ro.rewards, ro.terminated, ro.truncated, gamma=gamma, next_values=ro.next_values)
-            err = max(err, _err(gae_fn(*ro, gamma=gamma, lam=1.0), G - ro.values))
-    return _verdict(err)
-
-
-def check_lambda_return_recursion(ctx: VerifyContext, lr_fn: Callable = lambda_returns) -> Outcome:
-    """G^λₜ = rₜ + γ[(1−λ)V(sₜ₊₁) + λ G^λₜ₊₁] inside an episode; rₜ + γ(1−termₜ)V(sₜ₊₁) at its end."""
-    err = 0.0
-    for ro in _rollouts(ctx, 4):
-        for gamma, lam in [(0.99, 0.95), (0.8, 0.3)]:
-            G = lr_fn(*ro, gamma=gamma, lam=lam)
-            nt = (~ro.terminated).to(F64)
-            end = ro.terminated | ro.truncated  # a new tensor: safe to mark the rollout's end
-            end[-1] = True
-            G_next = torch.cat([G[1:], torch.zeros_like(G[:1])])
-            inside = ro.rewards + gamma * ((1 - lam) * ro.next_values + lam * G_next)
-            at_end = ro.rewards + gamma * nt * ro.next_values
-            err = max(err, _err(G, torch.where(end, at_end, inside)))
-    return _verdict(err)
-
-
-def check_returns_vs_reference(ctx: VerifyContext, ret_fn: Callable = discounted_returns) -> Outcome:
-    err = 0.0
-    for ro in _rollouts(ctx, 5):
-        for gamma in (0.0, 0.5, 0.99, 1.0):
-            for nv in (None, ro.next_values):
-                ref = discounted_returns_reference(ro.rewards, ro.terminated, ro.truncated, gamma=gamma, next_values=nv)
-                err = max(err, _err(ret_fn(ro.rewards, ro.terminated, ro.truncated, gamma=gamma, next_values=nv), ref))
-    return _verdict(err)
-
-
-def check_returns_by_definition(ctx: VerifyContext, ret_fn: Callable = discounted_returns) -> Outcome:
-    """Gₜ = Σₖ γᵏ⁻ᵗ rₖ over the rest of the episode (+ γ^{e+1−t} V at a cut), by direct summation."""
-    g = _gen(ctx, 6)
-    err = 0.0
-    T = 40
-    r = torch.randn(T, dtype=F64, device=ctx.device, generator=g)
-    nv = torch.randn(T, dtype=F64, device=ctx.device, generator=g)
-    term = torch.zeros(T, dtype=torch.bool, device=ctx.device)
-    trunc = torch.zeros_like(term)
-    term[9], trunc[24] = True, True  # episodes [0, 9], [10, 24] (cut), [25, 39] (rollout end)
-    ends = {**{t: (9, False) for t in range(10)}, **{t: (24, True) for t in range(10, 25)},
-            **{t: (39, True) for t in range(25, 40)}}
-    for gamma in (0.0, 0.9, 1.0):
-        G = ret_fn(r, term, trunc, gamma=gamma, next_values=nv)
-        for t in range(T):
-            e, boot = ends[t]
-            want = sum(gamma ** (k - t) * float(r[k]) for k in range(t, e + 1))
-            if boot:
-                want += gamma ** (e + 1 - t) * float(nv[e])
-            err = max(err, abs(float(G[t]) - want))
-    return _verdict(err)
-
-
-def check_gae_long_sequence(ctx: VerifyContext, gae_fn: Callable = gae) -> Outcome:
-    """T = 100 000 with γλ = 0.99·0.95 in float64: no overflow/underflow, exact to 1e-10."""
-    T = 20_000 if ctx.quick else 100_000
-    g = _gen(ctx, 7)
-    ro = random_rollout(T, (), p_terminate=0.0, p_truncate=0.0, dtype=F64, device=ctx.device, generator=g)
-    ref = gae_reference(*ro, gamma=0.99, lam=0.95)
-    out = gae_fn(*ro, gamma=0.99, lam=0.95)
-    err = _err(out, ref)
-    finite = bool(torch.isfinite(out).all())
-    o = _verdict(err if finite else math.inf)
-    o.statistic += f" (T = {T})"
-    return o
 
 
 # --- gradients ---------------------------------------------------------------------------------
@@ -294,20 +198,7 @@ def bad_input_cases(device: torch.device | str = "cpu") -> list[tuple[str, Calla
     """(description, call, argument name the ValueError must mention)."""
     d = {"dtype": F64, "device": device}
     r, v = torch.zeros(5, 2, **d), torch.zeros(5, 2, **d)
-    f = torch.zeros(5, 2, dtype=torch.bool, device=device)
-    nan = r.clone()
-    nan[2, 1] = float("nan")
     return [
-        ("gae: next_values shape", lambda: gae(r, v, torch.zeros(5, **d), f, f, gamma=0.9, lam=0.9), "next_values"),
-        ("gae: NaN reward", lambda: gae(nan, v, v, f, f, gamma=0.9, lam=0.9), "rewards"),
-        ("gae: gamma > 1", lambda: gae(r, v, v, f, f, gamma=1.01, lam=0.9), "gamma"),
-        ("gae: lam < 0", lambda: gae(r, v, v, f, f, gamma=0.9, lam=-0.1), "lam"),
-        ("gae: done flag 2", lambda: gae(r, v, v, f.double() * 0 + 2, f, gamma=0.9, lam=0.9), "terminated"),
-        ("gae: truncated float 0.5", lambda: gae(r, v, v, f, f.double() + 0.5, gamma=0.9, lam=0.9), "truncated"),
-        ("gae: empty time axis", lambda: gae(r[:0], v[:0], v[:0], f[:0], f[:0], gamma=0.9, lam=0.9), "rewards"),
-        ("returns: broadcast flags", lambda: discounted_returns(r, f[:, :1], f, gamma=0.9), "terminated"),
-        ("returns: gamma NaN", lambda: discounted_returns(r, f, f, gamma=float("nan")), "gamma"),
-        ("td: integer rewards", lambda: td_errors(r.long(), v, v, f, gamma=0.9), "rewards"),
         ("ppo: clip_eps 0", lambda: ppo_clip_loss(r, v, v, clip_eps=0.0), "clip_eps"),
         ("ppo: dual_clip 1", lambda: ppo_clip_loss(r, v, v, dual_clip=1.0), "dual_clip"),
         ("ppo: adv shape", lambda: ppo_clip_loss(r, v, v[0]), "advantages"),
@@ -334,13 +225,7 @@ def check_bad_input(ctx: VerifyContext) -> Outcome:
 def checks(ctx: VerifyContext) -> list[Check]:
     c = "core"
     return [
-        Check(c, "GAE(γ, λ)", "fast scan == reference loop, float64", check_gae_vs_reference),
-        Check(c, "GAE(γ, λ)", "λ = 0 gives the TD errors δₜ", check_gae_lambda0_is_td),
-        Check(c, "GAE(γ, λ)", "λ = 1 telescopes to Gₜ − V(sₜ)", check_gae_lambda1_is_return_minus_v),
-        Check(c, "GAE(γ, λ)", "long sequence: T = 100 000, γλ = 0.9405", check_gae_long_sequence),
-        Check(c, "λ-return", "satisfies its recursive definition", check_lambda_return_recursion),
-        Check(c, "discounted return Gₜ", "fast scan == reference loop", check_returns_vs_reference),
-        Check(c, "discounted return Gₜ", "== Σ γᵏ rₜ₊ₖ (+ bootstrap) summed directly", check_returns_by_definition),
+        *verify_rows(SPECS, "core"),  # the formulas that have a spec (pgmath.specs)
         Check(c, "softmax score", "∇z log π(a) == onehot(a) − π", check_softmax_score),
         Check(c, "policy-gradient loss", "∇ == −mean Â (onehot − π) (log-derivative trick)", check_pg_loss_gradient),
         Check(c, "PPO clip (+high, dual)", "∇ == piecewise ρÂ / 0", check_ppo_gradient),
