@@ -2,7 +2,7 @@
 
 Draws per-episode REINFORCE gradients on Sutton & Barto's short corridor (Example 13.1, γ = 1,
 tabular softmax at the uniform policy, where ‖∇J‖ = 11.8) in chunks until the 95% confidence
-interval of the relative bias ‖E ĝ − ∇J‖ / ‖∇J‖ from :func:`pgmath.estimators.check_unbiased`
+interval of the relative bias ‖E ĝ − ∇J‖ / ‖∇J‖ from :func:`pgmath.stats.unbiasedness_test`
 has half-width ≤ ``--target`` (1%); the test must still pass (p ≥ 10⁻³). After each chunk a
 running covariance predicts the half-width; the full test runs on all samples once the
 prediction reaches the target.
@@ -39,10 +39,10 @@ import time
 import torch
 
 from pgmath import categorical_log_prob, discounted_returns, policy_gradient_loss
-from pgmath.estimators import check_unbiased, estimate_policy_gradient
+from pgmath.estimators import estimate_policy_gradient
 from pgmath.estimators.policy_gradient import default_max_steps
-from pgmath.estimators.stats import hotelling_ci_radius
 from pgmath.mdp import sample_episodes_reference, short_corridor
+from pgmath.stats import hotelling_ci_radius, unbiasedness_test
 
 F64 = torch.float64
 
@@ -126,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - t0
         print(f"  {n:>9} episodes  {elapsed:6.1f} s  predicted CI half-width {predicted:.4f}")
         if predicted <= args.target:
-            test = check_unbiased(torch.cat(parts).reshape(n, *exact.shape), exact.cpu())
+            test = unbiasedness_test(torch.cat(parts).reshape(n, *exact.shape), exact.cpu())
             half = test.relative_bias_ci[1] - test.relative_bias
             elapsed = time.perf_counter() - t0
-            print(f"  check_unbiased: {test.summary()}, CI half-width {half:.4f} ({elapsed:.1f} s)")
+            print(f"  unbiasedness_test: {test.summary()}, CI half-width {half:.4f} ({elapsed:.1f} s)")
             if half <= args.target:
                 reached = elapsed
                 break
     if test is None:
-        test = check_unbiased(torch.cat(parts).reshape(n, *exact.shape), exact.cpu())
+        test = unbiasedness_test(torch.cat(parts).reshape(n, *exact.shape), exact.cpu())
     fast_eps = n / t_draw
 
     base_eps = baseline_episodes_per_second(

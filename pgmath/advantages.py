@@ -79,9 +79,10 @@ def gae(
     Returns:
       ``[T, *B]`` Âₜ, same dtype/device as ``rewards``.
 
-    Checked by: ``tests/test_advantages.py`` (hypothesis: fast == reference for every backend,
-    dtype and episode-end pattern; λ = 0 → δ; λ = 1 → G − V; λ-return recursion; T = 100 000 in
-    float64); proof ``proofs/gae.py``.
+    Checked by: the spec ``pgmath.specs.SPECS["gae"]`` (``pgmath/specs/advantages.py``: fast ==
+    reference loop for every backend, == Σ(γλ)ˡδ summed directly, λ = 0 → δ, λ = 1 → G − V,
+    T = 100 000; every catalogued wrong variant rejected), run by ``tests/test_specs.py``;
+    dtypes and devices in ``tests/test_advantages.py``; proof ``proofs/gae.py``.
     """
     term, trunc, gamma, lam = _check_gae(
         rewards, values, next_values, terminated, truncated, gamma, lam, finite=False
@@ -150,7 +151,8 @@ def lambda_returns(
     Inside an episode G^λₜ = rₜ + γ [(1 − λ) V(sₜ₊₁) + λ G^λₜ₊₁]; at an episode end
     G^λₜ = rₜ + γ (1 − termₜ) V(sₜ₊₁). Arguments as :func:`gae`.
 
-    Checked by: ``tests/test_advantages.py::test_lambda_returns_recursion``.
+    Checked by: the spec ``pgmath.specs.SPECS["lambda_returns"]`` (its recursion; == GAE + V),
+    run by ``tests/test_specs.py``; proof ``proofs/gae.py``.
     """
     adv = gae(
         rewards, values, next_values, terminated, truncated, gamma=gamma, lam=lam, backend=backend
@@ -176,7 +178,9 @@ def normalize_advantages(
       mask: optional bool/0-1 ``[*]`` of the same shape: entries that count.
       eps: added to the standard deviation (> 0 guards a constant batch).
 
-    Checked by: ``tests/test_advantages.py::test_normalize_*``.
+    Checked by: the spec ``pgmath.specs.SPECS["normalize_advantages"]``, run by
+    ``tests/test_specs.py``; ``tests/test_advantages.py::test_normalize_*``; proof
+    ``proofs/batch_baseline.py``.
     """
     validate_float_tensor(adv, "adv", finite=False)
     validate_time_major(adv, "adv")

@@ -13,8 +13,9 @@ Diagonal Gaussian policy, a ~ N(μ, diag σ²) with σ = exp(log σ):
     log π(a) = Σᵢ [ −½ ((aᵢ − μᵢ)/σᵢ)² − log σᵢ − ½ log 2π ]
     H = Σᵢ [ log σᵢ + ½ log(2πe) ]
 
-Checked by: ``tests/test_distributions.py`` (against ``torch.distributions``, the analytic score
-onehot(a) − π, gradcheck); proofs ``proofs/softmax_score.py``, ``proofs/categorical.py``,
+Checked by: the specs of ``pgmath/specs/distributions.py`` (against ``torch.distributions``, the
+analytic score onehot(a) − π, gradcheck), run by ``tests/test_specs.py``;
+``tests/test_distributions.py``; proofs ``proofs/softmax_score.py``, ``proofs/categorical.py``,
 ``proofs/gaussian.py``.
 """
 
@@ -85,9 +86,9 @@ def categorical_log_prob(
 def categorical_entropy(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """H(π) = −Σₐ π(a) log π(a) over the allowed actions; ``[*B, A]`` → ``[*B]``."""
     logp, m = _masked_log_softmax(logits, mask)
+    if m is not None:  # 0 · log 0 := 0 before the product: 0 · (−∞) is NaN in the gradient too
+        logp = torch.where(m, logp, torch.zeros_like(logp))
     plogp = logp.exp() * logp
-    if m is not None:
-        plogp = torch.where(m, plogp, torch.zeros_like(plogp))
     return -plogp.sum(-1)
 
 

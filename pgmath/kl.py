@@ -8,8 +8,9 @@ Schulman (2020), "Approximating KL Divergence", defines estimators of KL(p ‖ q
     k3 = (ρ − 1) − log ρ,  ρ = q(x)/p(x) = e^{−ℓ}
                                 unbiased (E_p[ρ − 1] = 0) and ≥ 0 pointwise (log ρ ≤ ρ − 1)
 
-Checked by: ``tests/test_kl.py`` (exact enumeration over categoricals: E[k1] = E[k3] = KL,
-k3 ≥ 0, k2 second order); proof ``proofs/kl_estimators.py``.
+Checked by: the specs ``kl_k1``, ``kl_k2``, ``kl_k3`` and ``kl_categorical`` of
+``pgmath/specs/kl.py`` (exact enumeration over categoricals: E[k1] = E[k3] = KL, k3 ≥ 0, k2 second
+order), run by ``tests/test_specs.py``; ``tests/test_kl.py``; proof ``proofs/kl_estimators.py``.
 """
 
 from __future__ import annotations

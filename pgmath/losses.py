@@ -16,8 +16,9 @@ log-probabilities are treated as constants (detached).
   (ρ > 1 + ε_high with Â > 0, or ρ < 1 − ε_low with Â < 0) and where the dual clip binds.
 * :func:`value_loss` — ½ mean (V − R)², with PPO's optional value clipping.
 
-Checked by: ``tests/test_losses.py`` (gradcheck in float64; gradients against the analytic
-forms); proofs ``proofs/log_derivative.py``, ``proofs/ppo_clip.py``, ``proofs/ppo_ratio_escape.py``
+Checked by: the specs ``masked_mean``, ``policy_gradient_loss``, ``ppo_clip_loss`` and
+``value_loss`` of ``pgmath/specs/losses.py`` (gradcheck in float64; gradients against the analytic
+forms), run by ``tests/test_specs.py``; ``tests/test_losses.py``; proofs ``proofs/log_derivative.py``, ``proofs/ppo_clip.py``, ``proofs/ppo_ratio_escape.py``
 (the clip removes the incentive, it does not bound the ratio), ``proofs/surrogate.py`` and
 ``proofs/value_loss.py``.
 """

@@ -62,8 +62,9 @@ def td_errors(
     Returns:
       ``[T, *B]`` δₜ, same dtype/device as ``rewards``.
 
-    Checked by: ``tests/test_returns.py::test_td_errors_*``; GAE(λ=0) == δ in
-    ``tests/test_advantages.py``; proof ``proofs/gae.py``.
+    Checked by: the spec ``pgmath.specs.SPECS["td_errors"]`` (``pgmath/specs/advantages.py``),
+    run by ``tests/test_specs.py``; ``tests/test_returns.py::test_td_errors_*``; proof
+    ``proofs/gae.py``.
     """
     term, _ = validate_rollout(rewards, values=values, next_values=next_values, terminated=terminated)
     gamma = validate_unit_interval(gamma, "gamma")
@@ -124,9 +125,9 @@ def discounted_returns(
     Returns:
       ``[T, *B]`` Gₜ, same dtype/device as ``rewards``.
 
-    Checked by: ``tests/test_returns.py`` (reference loop == fast, γ = 0 and γ = 1, bootstrap at
-    truncation); GAE(λ=1) + V == G in ``tests/test_advantages.py``; proofs ``proofs/returns.py``,
-    ``proofs/gae.py``.
+    Checked by: the spec ``pgmath.specs.SPECS["discounted_returns"]`` (``pgmath/specs/returns.py``:
+    fast == reference loop, == the definition summed directly), run by ``tests/test_specs.py``;
+    hand-computed cases in ``tests/test_returns.py``; proofs ``proofs/returns.py``, ``proofs/gae.py``.
     """
     term, trunc = validate_rollout(
         rewards, next_values=next_values, terminated=terminated, truncated=truncated, finite=False

@@ -108,7 +108,8 @@ def discounted_cumsum(
     Returns:
       ``[T, *B]`` tensor, same dtype and device as ``x``.
 
-    Checked by: ``tests/test_scan.py`` (hypothesis: every backend == the reference loop).
+    Checked by: the spec ``pgmath.specs.SPECS["discounted_cumsum"]`` (``pgmath/specs/returns.py``),
+    run by ``tests/test_specs.py``; ``tests/test_scan.py`` (every backend == the reference loop).
     """
     _check_scan_inputs(x, discounts)
     if backend == "reference":

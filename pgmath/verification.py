@@ -27,11 +27,11 @@ __all__ = ["SUITES", "SUITES_BY_AREA", "Check", "CheckResult", "Outcome", "Verif
 
 #: Area name -> suite module, in table order. Each module must define ``checks(ctx)``.
 SUITES_BY_AREA: dict[str, str] = {
-    "core": "pgmath.core_checks",
-    "proofs": "proofs.suite",
-    "mdp": "pgmath.mdp.checks",
-    "estimators": "pgmath.estimators.checks",
-    "llm": "pgmath.llm.checks",
+    "core": "pgmath.specs.suite",
+    "proofs": "pgmath.proofs.suite",
+    "mdp": "pgmath.mdp.verify",
+    "estimators": "pgmath.estimators.verify",
+    "llm": "pgmath.llm.verify",
 }
 SUITES: tuple[str, ...] = tuple(SUITES_BY_AREA.values())
 

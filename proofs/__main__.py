@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from proofs import PROOFS, run_proof
+from . import PROOFS, run_proof
 
 
 def main(argv: Sequence[str] | None = None) -> int:

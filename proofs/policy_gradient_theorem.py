@@ -22,22 +22,31 @@ on-policy stationary distribution, i.e. the undiscounted visitation frequency, r
 same total mass 1/(1−γ)) — what the source article's formula amounts to, as it drops γᵗ — and
 ``occupancy=initial_only`` (μ₀ alone, as if only the first step mattered).
 
-The exact-MDP area (pgmath.mdp) checks the same theorem numerically on larger MDPs; tests:
-tests/test_proofs.py. See docs/formulas/policy-gradient-theorem.md.
+Numeric claim — the code: ``impl`` (pgmath.mdp.TabularMDP.exact_policy_gradient, called as
+``impl(mdp, logits)`` and ``impl(mdp, logits, method="autograd")`` on a
+:class:`pgmath.mdp.TabularMDP` holding this MDP) equals the lambdified exact ∂J/∂θ at random
+logits and γ. The exact-MDP area (pgmath.mdp) checks the same theorem numerically on larger MDPs;
+tests: tests/test_proofs.py. See docs/formulas/policy-gradient-theorem.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import sympy as sp
+import torch
 from sympy.polys.fields import field
 
-from proofs._core import ProofResult, identity, run_module
+from pgmath.mdp import TabularMDP
+
+from .core import Claim, Comparison, ProofResult, agree, identity, lambdify, numpy_rng, run_module
 
 TITLE = "policy gradient theorem (discounted)"
 STATEMENT = "∂J/∂θ = Σₛ d_γ(s) Σₐ ∂π(a|s)/∂θ Q(s,a),  d_γᵀ = μ₀ᵀ(I − γP_π)⁻¹"
+IMPL = "pgmath.mdp.TabularMDP.exact_policy_gradient"
+SEED = 20247
 
 R = sp.Rational
 #: P(s' | s, a) for s, a in {0, 1}
@@ -77,7 +86,33 @@ def initial_only(mu0: Sequence[Any], p_pi: Mat, gamma: Any) -> list[Any]:
     return [m / (1 - gamma) for m in mu0]
 
 
-def prove(occupancy: Occupancy = discounted_occupancy) -> ProofResult:
+def tabular_mdp(gamma: float) -> TabularMDP:
+    """This 2-state, 2-action MDP as a float64 :class:`pgmath.mdp.TabularMDP`."""
+    P = [[[float(p) for p in TRANSITIONS[(s, a)]] for a in range(2)] for s in range(2)]
+    R = [[float(r) for r in row] for row in REWARDS]
+    return TabularMDP(P, R, gamma, [float(m) for m in MU0])
+
+
+def _numeric(names: Sequence[sp.Symbol], grad_j: Sequence[Any], impl: Callable[..., Any]) -> Claim:
+    """impl(mdp, logits[, method]) == the lambdified ∂J/∂θ[s, a] (θ[s, a] = θ_{2s+a})."""
+    fn = lambdify([names[:4], names[4]], [g.as_expr() for g in grad_j])
+
+    def comparisons() -> Iterator[Comparison]:
+        rng = numpy_rng(SEED)
+        for i in range(10):
+            gamma = float(rng.uniform(0.0, 0.99)) if i else 0.99
+            logits = 2.0 * rng.standard_normal((2, 2))
+            want = fn(np.exp(logits.reshape(4)), gamma).reshape(2, 2)
+            mdp = tabular_mdp(gamma)
+            yield f"point {i}, γ = {gamma:.3f}", impl(mdp, torch.from_numpy(logits)), want
+            yield f"point {i}, γ = {gamma:.3f}, autograd", impl(mdp, torch.from_numpy(logits), method="autograd"), want
+
+    return agree("impl(mdp, logits[, method]) = exact ∂J/∂θ (10 random logits, γ)", comparisons)
+
+
+def prove(occupancy: Occupancy = discounted_occupancy, *, impl: Callable[..., Any] = TabularMDP.exact_policy_gradient) -> ProofResult:
+    """``occupancy``: the claimed state weighting; ``impl``: a function in the signature of
+    pgmath.mdp.TabularMDP.exact_policy_gradient (``impl(mdp, logits, params=None, *, method)``)."""
     names = [sp.Symbol(f"exp(theta_{i})") for i in range(4)] + [sp.Symbol("gamma")]
     k, *gens = field(names, sp.QQ)
     x, gamma = gens[:4], gens[4]
@@ -127,12 +162,14 @@ def prove(occupancy: Occupancy = discounted_occupancy) -> ProofResult:
             rhs,
             domains=domains,
         ),
+        _numeric(names, lhs, impl),
     )
     return ProofResult(
         name=TITLE,
         statement=STATEMENT,
         claims=claims,
-        method="sympy rational-function field ℚ(exp θ, γ): J by linear solve, exact ∂J/∂θ vs theorem",
+        method="sympy rational-function field ℚ(exp θ, γ): J by linear solve, exact ∂J/∂θ vs theorem; "
+        "impl vs lambdified ∂J/∂θ in float64",
         data={"J": str(objective.as_expr())[:2000]},
     )
 

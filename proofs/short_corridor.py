@@ -17,19 +17,44 @@ v(s) = Σₐ π(a) (−1 + v(next(s, a))), v(G) = 0, with symbolic p (sympy line
 The book reports "about 0.59" and "about −11.6" (Example 13.1); tests/test_proofs.py compares the
 derived p* and J(p*) to those published figures. Wrong claims are rejected (e.g.
 ``claimed_argmax=sp.Rational(1, 2)``, or a corridor whose second state is not reversed).
-The exact-MDP area reproduces the same numbers by policy evaluation (pgmath.mdp).
+
+Numeric claim — the code: the MDP of ``impl`` (pgmath.mdp.short_corridor, ``impl()``) with the
+all-states-alike features of ``features_impl`` (pgmath.mdp.short_corridor_features,
+``features_impl(num_params)``, 1 and 2 parameters) and pgmath's linear-softmax policy must give
+J(p) = mdp.objective and ∇θJ = mdp.exact_policy_gradient equal to the lambdified derived J(p)
+and J'(p) p(1 − p) (∂p/∂θ of p = σ(θ)), at p* and random p. The exact-MDP area reproduces the same
+numbers by policy evaluation (pgmath.mdp).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import numpy as np
 import sympy as sp
+import torch
 
-from proofs._core import Claim, ProofResult, identity, run_module, to_text
+import pgmath.mdp
+from pgmath.mdp import LinearSoftmaxPolicy
+
+from .core import (
+    Claim,
+    Comparison,
+    ProofResult,
+    agree,
+    identity,
+    lambdify,
+    numpy_rng,
+    run_module,
+    to_text,
+)
 
 TITLE = "short corridor (S&B Ex. 13.1)"
 STATEMENT = "J(p) = (2p − 4)/(p(1 − p)),  argmax p* = 2 − √2,  J(p*) = −6 − 4√2"
+IMPL = "pgmath.mdp.short_corridor"
+IMPLS = {"impl": "pgmath.mdp.short_corridor", "features_impl": "pgmath.mdp.short_corridor_features"}
+SEED = 20254
 
 GOAL = "G"
 #: next state for (state, action); the corridor of Example 13.1
@@ -73,12 +98,37 @@ def derive_objective(p: sp.Symbol, dynamics: Mapping[tuple[str, str], str] = COR
     return values["s1"], values
 
 
+def _numeric(p: sp.Symbol, objective: sp.Expr, impl: Callable[..., Any], features_impl: Callable[..., Any]) -> Claim:
+    """mdp.objective / exact_policy_gradient with impl's MDP and features == J(p), J'(p)p(1 − p)."""
+    fn = lambdify([p], [objective, sp.diff(objective, p) * p * (1 - p)])
+
+    def comparisons() -> Iterator[Comparison]:
+        rng = numpy_rng(SEED)
+        mdp = impl()
+        for prob in [float(ARGMAX), *rng.uniform(0.05, 0.95, size=7)]:
+            j, dj = fn(prob)
+            logit = float(np.log(prob / (1 - prob)))
+            for k, theta, sign in [(1, [logit], [1.0]), (2, [logit, 0.0], [1.0, -1.0])]:
+                policy = LinearSoftmaxPolicy(features_impl(k))
+                th = torch.tensor(theta, dtype=torch.float64)
+                label = f"p = {prob:.4f}, {k} parameter(s)"
+                yield label + ": J", mdp.objective(policy, th), j
+                yield label + ": ∇θJ", mdp.exact_policy_gradient(policy, th), dj * np.array(sign)
+
+    return agree("impl()'s J(θ), ∇θJ with features_impl(k) = J(p), J'(p)p(1−p) (8 p, k = 1, 2)", comparisons)
+
+
 def prove(
     claimed_objective: Callable[[sp.Symbol], sp.Expr] = _closed_form,
     claimed_argmax: sp.Expr = ARGMAX,
     claimed_max: sp.Expr = MAXIMUM,
     dynamics: Mapping[tuple[str, str], str] = CORRIDOR,
+    *,
+    impl: Callable[..., Any] = pgmath.mdp.short_corridor,
+    features_impl: Callable[..., Any] = pgmath.mdp.short_corridor_features,
 ) -> ProofResult:
+    """The arguments before ``*`` are the claims and the dynamics; ``impl`` / ``features_impl``:
+    implementations in the signatures of pgmath.mdp.short_corridor / short_corridor_features."""
     p = sp.Symbol("p", positive=True)
     objective, values = derive_objective(p, dynamics)
     claims = [
@@ -115,6 +165,7 @@ def prove(
         claims.append(identity("J(p*) = claimed maximum", j_star, claimed_max))
     else:
         j_star = sp.nan
+    claims.append(_numeric(p, objective, impl, features_impl))
     data = {
         "J": to_text(objective),
         "values": {s: to_text(e) for s, e in values.items()},
@@ -127,7 +178,8 @@ def prove(
         name=TITLE,
         statement=STATEMENT,
         claims=tuple(claims),
-        method="sympy: Bellman linear solve in symbolic p, solveset on (0,1), second derivative, limits",
+        method="sympy: Bellman linear solve in symbolic p, solveset on (0,1), second derivative, limits; "
+        "pgmath.mdp objective and gradient vs lambdified J",
         data=data,
     )
 

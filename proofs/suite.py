@@ -1,13 +1,15 @@
-"""Verify suite ``proofs.suite``: one row per sympy proof in :data:`proofs.PROOFS`.
+"""Verify suite ``pgmath.proofs.suite``: one row per sympy proof in :data:`pgmath.proofs.PROOFS`.
 
 Registered in pgmath/verification.py ``SUITES``; ``pgmath verify`` calls :func:`checks`.
-The proofs are exact, so the context's device, sample size and seed do not apply.
+The algebra is exact and the numeric claims (the code against the closed form) run in float64
+on the CPU with fixed seeds, so the context's device, sample size and seed do not apply.
 """
 
 from __future__ import annotations
 
 from pgmath.verification import Check, Outcome, VerifyContext
-from proofs import PROOFS, ProofSpec
+
+from . import PROOFS, ProofSpec
 
 __all__ = ["checks"]
 
@@ -20,6 +22,7 @@ def _runner(spec: ProofSpec):
             statistic=result.summary,
             data={
                 "file": spec.path,
+                "impl": spec.impl,
                 "statement": result.statement,
                 "method": result.method,
                 "claims": [

@@ -16,25 +16,98 @@ d_π = μ₀ᵀ(I − γP_π)⁻¹ the discounted occupancy:
    estimate without saying that it estimates this local surrogate, not J(θ) − J(θ_old).
 
 Exact arithmetic in the rational-function field over exp θ, exp θ_old and γ.
-Tests: tests/test_proofs.py; docs/formulas/ppo-clip.md and docs/errata.md.
+
+Numeric claims — the code: ``impl`` (pgmath.ppo_clip_loss, a mean over entries of
+min(ρA, clip(ρ)A)) is fed the N = 4 state-action pairs with log π_θ, log π_old and weighted
+advantages d_old(s) π_old(a|s) A_old(s, a) (d_old A_old lambdified). (a) With a clip range too
+wide to bind, −N · loss = L(θ) − J(θ_old) = Σₛₐ π_θ(a|s) d_old(s) A_old(s, a) at random θ, θ_old, γ; (b) with the default clip, at θ = θ_old,
+−N ∇θ loss = ∇J(θ_old) (the lambdified exact gradient): the ratio term pgmath differentiates is
+this surrogate. Tests: tests/test_proofs.py; docs/formulas/ppo-clip.md and docs/errata.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import sympy as sp
+import torch
 from sympy.polys.fields import field
 
-from proofs._core import ProofResult, identity, run_module
-from proofs.policy_gradient_theorem import MU0, REWARDS, TRANSITIONS, inverse_2x2
+import pgmath
+
+from .core import (
+    Claim,
+    Comparison,
+    ProofResult,
+    agree,
+    gradient,
+    identity,
+    lambdify,
+    log_softmax,
+    numpy_rng,
+    run_module,
+)
+from .policy_gradient_theorem import MU0, REWARDS, TRANSITIONS, inverse_2x2
 
 TITLE = "PPO/TRPO surrogate (first order)"
 STATEMENT = "J(θ) − J(θ_old) = Σ d_θ Σ π_θ A_old;  L = J and ∇L = ∇J at θ_old (d_old in place of d_θ)"
+IMPL = "pgmath.ppo_clip_loss"
+SEED = 20251
 
 
-def prove(occupancy_of: Literal["new", "old"] = "new") -> ProofResult:
-    """``occupancy_of``: whose discounted occupancy the claimed exact identity (1) uses."""
+def _log_pi(logits: torch.Tensor) -> torch.Tensor:
+    """log π(a|s) of the tabular softmax, flattened over (s, a): ``[2, 2]`` → ``[4]``."""
+    return log_softmax(logits).reshape(4)
+
+
+def _numeric(
+    old_names: Sequence[sp.Symbol], gname: sp.Symbol, d_adv: Sequence[Any], grad_old: Sequence[Any],
+    impl: Callable[..., Any],
+) -> list[Claim]:
+    """(a) −N impl (wide clip) == L(θ) − J(θ_old) = Σₛₐ π_θ(a|s) d_old(s) A_old(s, a);
+    (b) −N ∇θ impl at θ_old == ∇J(θ_old). ``d_adv``: d_old(s) A_old(s, a), (s, a) flattened."""
+    d_adv_fn = lambdify([old_names, gname], [w.as_expr() for w in d_adv])
+    grad_fn = lambdify([old_names, gname], [g.as_expr() for g in grad_old])
+
+    def weighted(old: np.ndarray, gamma: float) -> tuple[np.ndarray, torch.Tensor]:
+        """(d_old A_old, d_old π_old A_old) flattened over (s, a)."""
+        d_adv_old = d_adv_fn(np.exp(old.reshape(4)), gamma)
+        return d_adv_old, torch.from_numpy(d_adv_old * np.exp(_log_pi(torch.from_numpy(old)).numpy()))
+
+    def points() -> Iterator[tuple[int, np.ndarray, np.ndarray, float]]:
+        rng = numpy_rng(SEED)
+        for i in range(8):
+            old = rng.uniform(-0.5, 0.5, size=(2, 2))
+            yield i, old, old + rng.uniform(-0.5, 0.5, size=(2, 2)), float(rng.uniform(0.1, 0.95))
+
+    def values() -> Iterator[Comparison]:
+        for i, old, new, gamma in points():
+            d_adv_old, adv = weighted(old, gamma)
+            log_pi_new = _log_pi(torch.from_numpy(new))
+            loss, _ = impl(log_pi_new, _log_pi(torch.from_numpy(old)), adv, clip_eps=0.95, clip_eps_high=1e3)
+            yield f"point {i}, γ = {gamma:.3f}", -4 * loss, (np.exp(log_pi_new.numpy()) * d_adv_old).sum()
+
+    def gradients() -> Iterator[Comparison]:
+        for i, old, _, gamma in points():
+            _, adv = weighted(old, gamma)
+            theta = torch.from_numpy(old).requires_grad_(True)
+            loss, _ = impl(_log_pi(theta), _log_pi(torch.from_numpy(old)), adv)
+            grad = gradient(loss, theta)
+            yield f"point {i}, γ = {gamma:.3f}", -4 * grad.reshape(4), grad_fn(np.exp(old.reshape(4)), gamma)
+
+    return [
+        agree("−N impl(log π_θ, log π_old, d_old π_old A_old; wide clip) = L(θ) − J(θ_old) (8 points)", values),
+        agree("−N ∇θ impl(…) at θ = θ_old = ∇J(θ_old) (default clip, 8 points)", gradients),
+    ]
+
+
+def prove(
+    occupancy_of: Literal["new", "old"] = "new", *, impl: Callable[..., Any] = pgmath.ppo_clip_loss
+) -> ProofResult:
+    """``occupancy_of``: whose discounted occupancy the claimed exact identity (1) uses; ``impl``:
+    an implementation in the signature of pgmath.ppo_clip_loss."""
     names = [sp.Symbol(f"exp(theta_{i})") for i in range(4)]
     old_names = [sp.Symbol(f"exp(theta_old_{i})") for i in range(4)]
     gname = sp.Symbol("gamma")
@@ -96,12 +169,20 @@ def prove(occupancy_of: Literal["new", "old"] = "new") -> ProofResult:
             [at_old(x[i] * new["J"].diff(x[i])) for i in range(4)],
             domains=domains,
         ),
+        *_numeric(
+            old_names,
+            gname,
+            [old["d"][s] * adv_old[s][a] for s in range(2) for a in range(2)],
+            [at_old(x[i] * new["J"].diff(x[i])) for i in range(4)],
+            impl,
+        ),
     )
     return ProofResult(
         name=TITLE,
         statement=STATEMENT,
         claims=claims,
-        method="sympy rational-function field ℚ(exp θ, exp θ_old, γ): exact J, A_old, occupancies",
+        method="sympy rational-function field ℚ(exp θ, exp θ_old, γ): exact J, A_old, occupancies; "
+        "impl vs lambdified surrogate and ∇J in float64",
     )
 
 

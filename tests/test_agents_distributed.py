@@ -25,7 +25,7 @@ import torch.multiprocessing as mp
 from pgmath.agents import resolve_config
 from pgmath.agents.networks import ActorCritic
 from pgmath.agents.ppo import ppo_update
-from pgmath.agents.rollout import Rollout
+from pgmath.agents.rollout import RolloutBuffer
 
 T, N_LOCAL, WORLD = 8, 3, 2
 F64 = torch.float64
@@ -43,7 +43,7 @@ def _model():
     return m, torch.optim.Adam(m.parameters(), lr=3e-3, eps=1e-5)
 
 
-def _combined_batch(model) -> Rollout:
+def _combined_batch(model) -> RolloutBuffer:
     g = torch.Generator().manual_seed(5)
     n = N_LOCAL * WORLD
     obs = torch.randn(T, n, 4, generator=g, dtype=F64)
@@ -54,15 +54,15 @@ def _combined_batch(model) -> Rollout:
         values = model.value(flat).reshape(T, n)
     term = torch.rand(T, n, generator=g) < 0.15
     trunc = (torch.rand(T, n, generator=g) < 0.1) & ~term
-    return Rollout(
+    return RolloutBuffer(
         obs=obs, actions=actions, log_probs=logp, values=values,
         next_values=torch.randn(T, n, generator=g, dtype=F64), rewards=torch.randn(T, n, generator=g, dtype=F64),
         terminated=term, truncated=trunc,
     )
 
 
-def _slice(b: Rollout, lo: int, hi: int) -> Rollout:
-    return Rollout(**{k: getattr(b, k)[:, lo:hi] for k in
+def _slice(b: RolloutBuffer, lo: int, hi: int) -> RolloutBuffer:
+    return RolloutBuffer(**{k: getattr(b, k)[:, lo:hi] for k in
                       ("obs", "actions", "log_probs", "values", "next_values", "rewards", "terminated", "truncated")})
 
 

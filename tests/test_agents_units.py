@@ -14,7 +14,7 @@ from pgmath.agents import ALGO_DEFAULTS, ENV_PRESETS, AgentConfig, preset, resol
 from pgmath.agents.networks import ActorCritic
 from pgmath.agents.normalize import ObsNormalizer, RewardScaler, RunningMeanStd
 from pgmath.agents.ppo import ppo_update
-from pgmath.agents.rollout import Rollout
+from pgmath.agents.rollout import RolloutBuffer
 
 # --------------------------------------------------------------------------------------------
 # running statistics
@@ -171,7 +171,7 @@ def _toy_batch(T=8, N=4, seed=0, dtype=torch.float32):
     kw = {"generator": g, "dtype": dtype}
     term = torch.rand(T, N, generator=g) < 0.1
     trunc = (torch.rand(T, N, generator=g) < 0.05) & ~term
-    return Rollout(
+    return RolloutBuffer(
         obs=torch.randn(T, N, 3, **kw), actions=torch.randint(0, 2, (T, N), generator=g),
         log_probs=torch.full((T, N), math.log(0.5), dtype=dtype), values=torch.randn(T, N, **kw),
         next_values=torch.randn(T, N, **kw), rewards=torch.randn(T, N, **kw), terminated=term,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,17 +12,16 @@ from hypothesis import strategies as st
 from pgmath import gae, policy_gradient_loss
 from pgmath.estimators import (
     ESTIMATORS,
-    check_unbiased,
     estimate_policy_gradient,
     is_unbiased,
     per_episode_gradients,
+    policy_gradient,
 )
 from pgmath.estimators.policy_gradient import (
     default_max_steps,
     episode_weights,
     samples_for_all,
     survival_probability,
-    wrong_gae_recursion,
 )
 from pgmath.mdp import (
     Episodes,
@@ -31,6 +32,8 @@ from pgmath.mdp import (
     short_corridor,
     short_corridor_features,
 )
+from pgmath.specs import SPECS
+from pgmath.stats import unbiasedness_test
 
 F64 = torch.float64
 GAMMA = 0.5
@@ -128,16 +131,39 @@ def test_gae_perturbed_values_uses_the_given_critic():
     assert not torch.allclose(w, episode_weights(mdp, pi, _tiny_episodes(), "gae", lam=0.5))
 
 
-def test_wrong_recursion_is_lambda_times_gae():
+def test_wrong_recursion_is_the_catalogued_variant_and_lambda_times_gae():
+    """The estimator's recursion is SPECS["gae"]'s variant "gae_lambda_on_delta", whose solution
+    is λ × true GAE (the premise of its predicted mean λ ∇J in pgmath.estimators.expected)."""
+    assert policy_gradient.GAE_LAMBDA_ON_DELTA is SPECS["gae"].variant("gae_lambda_on_delta")
     g = torch.Generator().manual_seed(0)
     T, N = 30, 7
     r = torch.randn(T, N, generator=g, dtype=F64)
     v, nv = torch.randn(T, N, generator=g, dtype=F64), torch.randn(T, N, generator=g, dtype=F64)
     term = torch.rand(T, N, generator=g) < 0.1
     trunc = (torch.rand(T, N, generator=g) < 0.05) & ~term
-    delta = r + 0.9 * (~term).to(F64) * nv - v
-    wrong = wrong_gae_recursion(delta, term | trunc, gamma=0.9, lam=0.7)
+    wrong = policy_gradient.GAE_LAMBDA_ON_DELTA.fn(r, v, nv, term, trunc, gamma=0.9, lam=0.7)
     torch.testing.assert_close(wrong, 0.7 * gae(r, v, nv, term, trunc, gamma=0.9, lam=0.7), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("estimator", "attr", "spec", "variant"), [
+    ("off_by_one_return", "RETURNS_OFF_BY_ONE", "discounted_returns", "returns_off_by_one"),
+    ("gae_wrong_recursion", "GAE_LAMBDA_ON_DELTA", "gae", "gae_lambda_on_delta"),
+])
+def test_biased_rules_call_the_catalogued_variant(monkeypatch, estimator, attr, spec, variant):
+    """The deliberately biased rules are the spec catalogue's wrong variants, called (not copied):
+    the rule's weights come from the variant's ``fn`` (the hand weights above check the values)."""
+    catalogued = SPECS[spec].variant(variant)
+    assert getattr(policy_gradient, attr) is catalogued
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["gamma"])
+        return catalogued.fn(*args, **kwargs)
+
+    monkeypatch.setattr(policy_gradient, attr, dataclasses.replace(catalogued, fn=spy))
+    mdp = _tiny_mdp()
+    w = episode_weights(mdp, mdp.policy(LOGITS), _tiny_episodes(), estimator)
+    assert calls == [GAMMA] and w.shape == _tiny_episodes().rewards.shape
 
 
 def _closed_form_scores(pi, states, actions, weights):
@@ -318,4 +344,4 @@ def test_float32_mdp_gives_float32_samples():
     logits = torch.zeros(4, 2)
     x = estimate_policy_gradient(mdp, logits, "gae", 3000, generator=torch.Generator().manual_seed(9))
     assert x.dtype == torch.float32
-    assert check_unbiased(x, mdp.exact_policy_gradient(logits)).dof == 3  # float32 rounding: rank kept
+    assert unbiasedness_test(x, mdp.exact_policy_gradient(logits)).dof == 3  # float32 rounding: rank kept

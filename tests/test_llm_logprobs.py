@@ -7,6 +7,7 @@ import math
 import torch
 
 from pgmath.llm.logprobs import token_log_probs, token_log_probs_reference
+from pgmath.specs import SPECS
 
 F64 = torch.float64
 
@@ -21,6 +22,6 @@ def test_position_t_reads_the_logits_one_position_earlier():
     want = torch.tensor([[0.0, math.log(3 / 4), math.log(4 / 5)]], dtype=F64)
     for fn in (token_log_probs, token_log_probs_reference):
         torch.testing.assert_close(fn(logits, tokens, mask), want, rtol=0, atol=1e-15)
-    # the off-by-one reading (logits[:, t] for tokens[:, t]) gives other numbers
-    wrong = torch.log_softmax(logits, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    assert not torch.allclose(wrong * mask, want)
+    # the off-by-one reading (logits[:, t] for tokens[:, t], the spec's wrong variant) differs here
+    wrong = SPECS["token_log_probs"].variant("logprobs_unshifted").fn(logits, tokens, mask)
+    assert not torch.allclose(wrong, want)

@@ -1,7 +1,7 @@
 """The enumerable sequence policy: exact KL-placement results and advantage bias, then sampling.
 
 Exact results are by enumeration of all Vᴸ sequences (autograd through finite sums, float64).
-Statistical tests use :func:`pgmath.estimators.stats.check_unbiased` (Hotelling T²) at level
+Statistical tests use :func:`pgmath.stats.unbiasedness_test` (Hotelling T²) at level
 α = 10⁻³ with fixed seeds: each "passes" assertion is a false alarm with probability 10⁻³ for a
 fresh seed (7 such calls here: family-wise ≤ 0.7%), and each "fails" assertion is a power check
 against a deliberately wrong target.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pgmath.estimators.stats import check_unbiased
 from pgmath.kl import kl_categorical
 from pgmath.llm import group_advantages, rloo_advantages, token_kl
 from pgmath.llm.oracle import TreePolicy
+from pgmath.stats import unbiasedness_test
 
 F64 = torch.float64
 ALPHA = 1e-3
@@ -184,13 +184,13 @@ def test_kl_placement_by_sampling():
     kl_rev = o.grad(lambda t: o.kl(t, ref), th)
     kl_fwd = o.grad(lambda t: o.kl_forward(t, ref), th)
     s1 = _per_sample_kl_grads(o, th, ref, "k1", n, g)
-    assert check_unbiased(s1, torch.zeros_like(kl_rev), alpha=ALPHA).passed
+    assert unbiasedness_test(s1, torch.zeros_like(kl_rev), alpha=ALPHA).passed
     s2 = _per_sample_kl_grads(o, th, ref, "k2", n, g)
-    assert check_unbiased(s2, c_rev, alpha=ALPHA).passed
-    assert not check_unbiased(s2, kl_rev, alpha=ALPHA).passed  # power: the field's belief
+    assert unbiasedness_test(s2, c_rev, alpha=ALPHA).passed
+    assert not unbiasedness_test(s2, kl_rev, alpha=ALPHA).passed  # power: the field's belief
     s3 = _per_sample_kl_grads(o, th, ref, "k3", n, g)
-    assert check_unbiased(s3, c_fwd, alpha=ALPHA).passed
-    assert not check_unbiased(s3, kl_fwd, alpha=ALPHA).passed
+    assert unbiasedness_test(s3, c_fwd, alpha=ALPHA).passed
+    assert not unbiasedness_test(s3, kl_fwd, alpha=ALPHA).passed
     # k1 in the reward with reward-to-go: unbiased for ∇KL(π‖π_ref)
     prompts, seqs = o.sample(th, n, g)
     ref_tok = o.token_log_probs(ref).detach()
@@ -200,7 +200,7 @@ def test_kl_placement_by_sampling():
         return (lp * ell.flip(-1).cumsum(-1).flip(-1)).sum(-1)
 
     s_rtg = o.per_sample_grads(th, rtg, prompts, seqs)
-    assert check_unbiased(s_rtg, kl_rev, alpha=ALPHA).passed
+    assert unbiasedness_test(s_rtg, kl_rev, alpha=ALPHA).passed
 
 
 def test_advantage_estimators_by_sampling():
@@ -215,7 +215,7 @@ def test_advantage_estimators_by_sampling():
     def per_group(adv):
         return torch.einsum("gk,gk...->g...", adv / K, S[seqs])
 
-    assert check_unbiased(per_group(rloo_advantages(r)), gJ, alpha=ALPHA).passed
+    assert unbiasedness_test(per_group(rloo_advantages(r)), gJ, alpha=ALPHA).passed
     mean_only = per_group(group_advantages(r, normalize_std=False))
-    assert not check_unbiased(mean_only, gJ, alpha=ALPHA).passed  # power: biased by (K−1)/K
-    assert check_unbiased(mean_only, (K - 1) / K * gJ, alpha=ALPHA).passed
+    assert not unbiasedness_test(mean_only, gJ, alpha=ALPHA).passed  # power: biased by (K−1)/K
+    assert unbiasedness_test(mean_only, (K - 1) / K * gJ, alpha=ALPHA).passed

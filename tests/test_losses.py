@@ -1,4 +1,8 @@
-"""Policy-gradient, PPO and value losses (pgmath.losses): gradients against analytic forms."""
+"""Policy-gradient, PPO and value losses (pgmath.losses): hand-computed values, arbitrary clip ranges,
+NaN in masked entries, and the bad-input row failing for a function that stops validating.
+
+The spec properties (analytic gradients, values by direct summation, detached constants,
+gradcheck, bad inputs) run in tests/test_specs.py (pgmath.specs.losses)."""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgmath import categorical_log_prob, policy_gradient_loss, ppo_clip_loss, value_loss
-from pgmath.core_checks import ppo_analytic_grad
+from pgmath import policy_gradient_loss, ppo_clip_loss, value_loss
+from pgmath.specs import SPECS, all_properties
+from pgmath.specs.losses import ppo_analytic_grad
+from pgmath.verification import VerifyContext
 
 F64 = torch.float64
 
@@ -16,6 +22,7 @@ F64 = torch.float64
 @given(seed=st.integers(0, 10_000), eps=st.floats(0.05, 0.5), high=st.none() | st.floats(0.05, 0.6),
        dual=st.none() | st.floats(1.5, 5.0), masked=st.booleans())
 def test_ppo_gradient_is_piecewise(seed, eps, high, dual, masked):
+    """Arbitrary clip ranges (the spec's analytic_gradient property runs three fixed settings)."""
     g = torch.Generator().manual_seed(seed)
     N = 64
     old = torch.randn(N, dtype=F64, generator=g)
@@ -73,22 +80,6 @@ def test_clip_higher_is_asymmetric():
     assert float(loss) == pytest.approx(-(1.25 - 0.8) / 2)
 
 
-def test_pg_loss_gradient_is_score_times_advantage():
-    z = torch.randn(10, 3, dtype=F64, requires_grad=True)
-    a = torch.randint(0, 3, (10,))
-    adv = torch.randn(10, dtype=F64)
-    (grad,) = torch.autograd.grad(policy_gradient_loss(categorical_log_prob(z, a), adv), z)
-    score = torch.nn.functional.one_hot(a, 3).to(F64) - torch.softmax(z.detach(), -1)
-    torch.testing.assert_close(grad, -adv[:, None] * score / 10)
-
-
-def test_advantages_are_detached():
-    lp = torch.zeros(3, dtype=F64, requires_grad=True)
-    adv = torch.ones(3, dtype=F64, requires_grad=True)
-    policy_gradient_loss(lp, adv).backward()
-    assert adv.grad is None
-
-
 def test_masked_nan_does_not_leak():
     lp = torch.tensor([0.1, float("nan"), 0.2], dtype=F64, requires_grad=True)
     adv = torch.tensor([1.0, float("nan"), -1.0], dtype=F64)
@@ -110,30 +101,17 @@ def test_value_loss_by_hand():
     assert float(value_loss(v, R, old_values=old, clip_eps=0.2)) == pytest.approx(0.5 * (1.69 + 7.84) / 2)
 
 
-def test_gradcheck_losses():
-    lp = torch.randn(8, dtype=F64, requires_grad=True)
-    old = lp.detach() + 0.05 * torch.randn(8, dtype=F64)
-    adv = torch.randn(8, dtype=F64)
-    assert torch.autograd.gradcheck(lambda x: ppo_clip_loss(x, old, adv, clip_eps_high=0.3, dual_clip=2.0)[0], (lp,))
-    assert torch.autograd.gradcheck(lambda x: value_loss(x, adv, old_values=old, clip_eps=0.5), (lp,))
+def test_bad_input_row_fails_for_a_function_that_stops_validating():
+    """A PPO loss that silently clamps clip_eps instead of refusing it fails the bad-input row
+    (only the clip_eps cases), while pgmath's passes it."""
+    row = next(p for p in all_properties(SPECS["ppo_clip_loss"]) if p.name == "bad_input")
 
+    def lax(log_probs, old_log_probs, advantages, *, clip_eps=0.2, **kw):
+        return ppo_clip_loss(log_probs, old_log_probs, advantages, clip_eps=min(max(clip_eps, 1e-3), 0.9), **kw)
 
-@pytest.mark.parametrize(
-    ("call", "name"),
-    [
-        (lambda z: ppo_clip_loss(z, z, z, clip_eps=-0.1), "clip_eps"),
-        (lambda z: ppo_clip_loss(z, z, z, clip_eps=1.0), "clip_eps"),
-        (lambda z: ppo_clip_loss(z, z, z, clip_eps_high=0.0), "clip_eps_high"),
-        (lambda z: ppo_clip_loss(z, z, z, dual_clip=0.5), "dual_clip"),
-        (lambda z: ppo_clip_loss(z, z[:2], z), "old_log_probs"),
-        (lambda z: ppo_clip_loss(z, z, z, mask=torch.zeros(3, dtype=torch.bool)), "mask"),
-        (lambda z: policy_gradient_loss(z, z.unsqueeze(0)), "advantages"),
-        (lambda z: policy_gradient_loss(z, z, mask=torch.tensor([1, 2, 0])), "mask"),
-        (lambda z: value_loss(z, z, clip_eps=0.2), "old_values"),
-        (lambda z: value_loss(z, z.clone().fill_(float("inf"))), "returns"),
-        (lambda z: policy_gradient_loss(z[:0], z[:0]), "log_probs"),
-    ],
-)
-def test_loss_bad_input(call, name):
-    with pytest.raises(ValueError, match=name):
-        call(torch.zeros(3, dtype=F64))
+    ctx = VerifyContext(quick=True)
+    outcome = row.run(lax, ctx)
+    assert not outcome.passed
+    assert all(f.startswith("clip_eps") for f in outcome.data["failures"]), outcome.data
+    assert len(outcome.data["failures"]) == 3  # clip_eps 0, < 0 and 1
+    assert row.run(ppo_clip_loss, ctx).passed

@@ -49,7 +49,7 @@ def test_short_corridor_optimum_matches_sutton_barto_example_13_1(num_params):
     p_star, J_star = _short_corridor_optimum(num_params)
     assert abs(p_star - 0.59) <= 0.005
     assert abs(J_star - (-11.6)) <= 0.06
-    # and to full precision, the closed form of docs/mdp/short_corridor.md: p* = 2 - √2
+    # and to full precision, the closed form of docs/mdp/short-corridor.md: p* = 2 - √2
     assert abs(p_star - (2 - math.sqrt(2))) < 1e-6
     assert abs(J_star - (-(3 + 2 * math.sqrt(2)) * 2)) < 1e-9
 

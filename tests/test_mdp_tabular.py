@@ -19,6 +19,7 @@ from pgmath.mdp import (
     random_mdp,
     truncated_occupancy,
 )
+from pgmath.specs import SPECS
 
 F64 = torch.float64
 
@@ -197,31 +198,19 @@ def test_central_difference_on_quadratic():
     torch.testing.assert_close(g, A @ x + 1, rtol=0, atol=1e-10)
 
 
-def test_wrong_gradient_formulas_are_caught():
-    """Power: plausible mistakes differ from the exact gradient by far more than the tolerances."""
+@pytest.mark.parametrize("variant", SPECS["exact_policy_gradient"].wrong_variants, ids=lambda v: v.name)
+def test_wrong_gradient_formulas_are_caught(variant):
+    """Power: each catalogued wrong gradient (pgmath.specs.mdp) differs from the exact gradient by
+    far more than the finite-difference tolerance on an episodic discounted MDP."""
     g = torch.Generator().manual_seed(7)
     mdp = random_mdp(6, 3, generator=g, gamma=0.9, num_terminal=1)
     logits = torch.randn(6, 3, generator=g, dtype=F64)
-    pi = mdp.policy(logits)
     exact = mdp.exact_policy_gradient(logits, method="autograd")
-    d, dn, Q, A = (
-        mdp.discounted_occupancy(pi),
-        mdp.discounted_occupancy(pi, normalized=True),
-        mdp.action_values(pi),
-        mdp.advantages(pi),
-    )
-    wrong = {
-        "Q instead of A in the softmax form": d[:, None] * pi * Q,
-        "normalized occupancy": dn[:, None] * pi * A,
-        "undiscounted occupancy": mdp.with_gamma(0.99).discounted_occupancy(pi)[:, None] * pi * A,
-        "missing pi factor": d[:, None] * A,
-    }
-    for name, w in wrong.items():
-        assert float((w - exact).abs().max()) > 100 * _fd_tol(exact), name
+    assert float((variant.fn(mdp, logits) - exact).abs().max()) > 100 * _fd_tol(exact)
 
 
 def test_short_corridor_objective_matches_closed_form_curve():
-    # J(p) = (2p - 4) / (p (1 - p)) for P(right) = p (derived in docs/mdp/short_corridor.md)
+    # J(p) = (2p - 4) / (p (1 - p)) for P(right) = p (derived in docs/mdp/short-corridor.md)
     from pgmath.mdp import short_corridor, short_corridor_features
 
     mdp = short_corridor()

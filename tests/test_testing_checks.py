@@ -14,6 +14,7 @@ import torch
 import pgmath
 import pgmath.llm as llm
 from pgmath.testing import (
+    CheckOptions,
     check_gae,
     check_group_advantages,
     check_kl_estimator,
@@ -21,7 +22,9 @@ from pgmath.testing import (
     check_returns,
     make_rollout,
 )
-from pgmath.testing.mutants import by_name, gae_no_truncation_bootstrap
+from pgmath.testing.mutants import by_name
+
+gae_no_truncation_bootstrap = by_name("gae_no_truncation_bootstrap").fn
 
 
 def test_references_pass_every_check():
@@ -156,3 +159,35 @@ def test_low_precision_inputs_are_judged_in_their_precision(dtype):
     check_returns(pgmath.discounted_returns, dtype=dtype, max_examples=30)
     check_ppo_loss(pgmath.ppo_clip_loss, dtype=dtype, max_examples=30)
     check_kl_estimator(lambda a, b: pgmath.kl_estimate(a, b, "k3"), "k3", dtype=dtype, max_examples=30)
+
+
+def test_options_object_and_keywords_are_the_same_settings():
+    """``options=CheckOptions(...)`` and the same fields as keywords run the same check; keywords
+    override the object; unknown keywords and bad values are refused."""
+    by_kw = check_gae(pgmath.gae, max_examples=7, seed=5, edge_cases=False)
+    by_obj = check_gae(pgmath.gae, options=CheckOptions(max_examples=7, seed=5, edge_cases=False))
+    assert 0 < by_kw.examples == by_obj.examples <= 7 and by_kw.edge_cases == by_obj.edge_cases == ()
+    mixed = check_gae(pgmath.gae, options=CheckOptions(max_examples=7), max_examples=0)
+    assert mixed.examples == 0 and mixed.edge_cases  # the keyword won; the object's edge_cases kept
+    fails = []
+    for kw in ({"max_examples": 10}, {"options": CheckOptions(max_examples=10)}):
+        with pytest.raises(AssertionError) as info:
+            check_gae(gae_no_truncation_bootstrap, edge_cases=False, **kw)
+        fails.append(str(info.value))
+    assert fails[0] == fails[1]
+    with pytest.raises(TypeError, match="max_exemples"):
+        check_gae(pgmath.gae, max_exemples=3)
+    with pytest.raises(ValueError, match="arrays"):
+        CheckOptions(arrays="jax")
+
+
+def test_plugin_object_applies_the_session_options():
+    from pgmath.testing.plugin import PgmathChecks
+
+    checks = PgmathChecks(max_examples=4, seed=1)
+    report = checks.gae(pgmath.gae, edge_cases=False)
+    assert 0 < report.examples <= 4
+    own = checks.gae(pgmath.gae, options=CheckOptions(max_examples=0))  # the call's own options win
+    assert own.examples == 0
+    with pytest.raises(AttributeError):
+        checks.check_gae  # noqa: B018  (the attribute is .gae; check_gae is the fixture's name)

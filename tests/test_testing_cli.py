@@ -13,13 +13,13 @@ pytest_plugins = ["pytester"]
 USER_MODULE = textwrap.dedent(
     """
     import pgmath, pgmath.llm
-    from pgmath.testing.mutants import sb3_episode_starts_wrong_step, kl_k3_sign_error
+    from pgmath.testing.mutants import by_name
 
     def good_gae(rewards, values, next_values, terminated, truncated, *, gamma, lam):
         return pgmath.gae(rewards, values, next_values, terminated, truncated, gamma=gamma, lam=lam)
 
-    bad_sb3 = sb3_episode_starts_wrong_step
-    bad_k3 = kl_k3_sign_error
+    bad_sb3 = by_name("sb3_episode_starts_wrong_step").fn
+    bad_k3 = by_name("kl_k3_sign_error").fn
 
     def good_k2(log_probs, ref_log_probs):
         return pgmath.kl_estimate(log_probs, ref_log_probs, "k2")
@@ -76,7 +76,9 @@ def test_cli_bad_target_and_arguments(user_module, capsys):
 PLUGIN_TEST = textwrap.dedent(
     """
     import pgmath
-    from pgmath.testing.mutants import gae_no_truncation_bootstrap
+    from pgmath.testing.mutants import by_name
+
+    gae_no_truncation_bootstrap = by_name("gae_no_truncation_bootstrap").fn
 
     def test_mine(check_gae):
         report = check_gae(pgmath.gae)

@@ -14,7 +14,7 @@ import torch
 
 import pgmath
 from pgmath.testing import check_gae, check_returns, make_rollout, to_rlax, to_sb3, to_torchrl
-from pgmath.testing.conventions import _rlax_lambda_position, to_numpy
+from pgmath.testing.conventions import rlax_lambda_position, to_numpy
 
 N = 50  # property-based examples per check in this file
 
@@ -182,9 +182,9 @@ def test_to_torchrl_is_batch_major():
 
 
 def test_rlax_argument_order_is_read_from_the_signature():
-    assert _rlax_lambda_position(rlax_gae) == 2
-    assert _rlax_lambda_position(rlax_gae_values_third) == 3
-    assert _rlax_lambda_position(np.add) == 2  # not inspectable: rlax's own order
+    assert rlax_lambda_position(rlax_gae) == 2
+    assert rlax_lambda_position(rlax_gae_values_third) == 3
+    assert rlax_lambda_position(np.add) == 2  # not inspectable: rlax's own order
 
 
 def test_to_numpy_accepts_tensors_arrays_lists_and_rejects_integers():

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pgmath
 from pgmath.testing import logit_batches, make_rollout, reward_groups, rollouts, tabular_mdps
 from pgmath.testing.strategies import batch_shapes
 
@@ -88,7 +89,7 @@ def test_rollout_to_changes_dtype_and_keeps_flags():
     c32 = case.to(torch.float32)
     assert c32.rewards.dtype == torch.float32 and c32.terminated.dtype == torch.bool
     assert c32.terminated.tolist() == [False, True] and c32.truncated.tolist() == [False, True]
-    assert "RolloutCase(T=2" in repr(c32)
+    assert "Rollout(T=2" in repr(c32)
 
 
 @FAST
@@ -141,3 +142,21 @@ def test_tabular_mdps_episodic_allows_gamma_one():
     run()
     assert gammas and set(gammas) == {1.0}
     assert np.isfinite(gammas).all()
+
+
+def test_one_rollout_type_unpacks_into_the_recursions():
+    """A Rollout (drawn, hand-made or random) iterates over exactly its five tensors, so
+    ``gae(*ro, …)`` is the explicit call; its harness fields ride along and survive ``.to()``."""
+    from pgmath.rollouts import TENSOR_FIELDS, Rollout, random_rollout
+    from pgmath.testing import RolloutCase
+
+    ro = random_rollout(6, (2,), generator=torch.Generator().manual_seed(3))
+    explicit = pgmath.gae(ro.rewards, ro.values, ro.next_values, ro.terminated, ro.truncated, gamma=0.9, lam=0.8)
+    assert torch.equal(pgmath.gae(*ro, gamma=0.9, lam=0.8), explicit)
+    assert len(ro) == 5 and list(ro.as_dict()) == list(TENSOR_FIELDS) and ro[3] is ro.terminated
+    assert torch.equal(ro.last_values, ro.next_values[-1]) and bool(ro.first_episode_start.all())
+    case = make_rollout([[1.0], [2.0]], [[0.0], [1.0], [2.0]], [[5.0], [6.0]], [[0], [2]], gamma=0.5, lam=0.7)
+    assert isinstance(case, Rollout) and RolloutCase is Rollout
+    c32 = case.to(torch.float32)
+    assert (c32.gamma, c32.lam, c32.label) == (0.5, 0.7, "") and c32.last_values.dtype == torch.float32
+    assert [x.dtype for x in c32] == [torch.float32] * 3 + [torch.bool] * 2

@@ -18,13 +18,13 @@ import torch
 import pgmath
 from pgmath.agents.config import AgentConfig
 from pgmath.agents.networks import ActorCritic
-from pgmath.agents.rollout import Rollout
+from pgmath.agents.rollout import RolloutBuffer
 from pgmath.agents.update import actor_critic_step, explained_variance, flatten_env_major
 
 __all__ = ["a2c_update", "advantages_and_returns"]
 
 
-def advantages_and_returns(batch: Rollout, cfg: AgentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def advantages_and_returns(batch: RolloutBuffer, cfg: AgentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(Âₜ, G^λₜ) ``[T, N]`` of a rollout: G^λ by :func:`pgmath.lambda_returns`, Â = G^λ − V."""
     returns = pgmath.lambda_returns(
         batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated,
@@ -34,7 +34,7 @@ def advantages_and_returns(batch: Rollout, cfg: AgentConfig) -> tuple[torch.Tens
 
 
 def a2c_update(
-    model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Rollout, cfg: AgentConfig
+    model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutBuffer, cfg: AgentConfig
 ) -> dict[str, float]:
     with torch.no_grad():
         adv, returns = advantages_and_returns(batch, cfg)

@@ -30,7 +30,7 @@ import pgmath
 from pgmath.agents.a2c import advantages_and_returns
 from pgmath.agents.config import AgentConfig
 from pgmath.agents.networks import ActorCritic
-from pgmath.agents.rollout import Rollout
+from pgmath.agents.rollout import RolloutBuffer
 from pgmath.agents.update import apply_gradients, explained_variance, flatten_env_major
 
 __all__ = ["ppo_update"]
@@ -39,7 +39,7 @@ __all__ = ["ppo_update"]
 def ppo_update(
     model: ActorCritic,
     optimizer: torch.optim.Optimizer,
-    batch: Rollout,
+    batch: RolloutBuffer,
     cfg: AgentConfig,
     *,
     shuffle_generator: torch.Generator,

@@ -18,13 +18,13 @@ import torch
 import pgmath
 from pgmath.agents.config import AgentConfig
 from pgmath.agents.networks import ActorCritic
-from pgmath.agents.rollout import Rollout
+from pgmath.agents.rollout import RolloutBuffer
 from pgmath.agents.update import actor_critic_step, explained_variance, flatten_env_major
 
 __all__ = ["reinforce_targets", "reinforce_update"]
 
 
-def reinforce_targets(batch: Rollout, cfg: AgentConfig, has_critic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def reinforce_targets(batch: RolloutBuffer, cfg: AgentConfig, has_critic: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(returns Gₜ, advantages Gₜ − b(sₜ), normalised over the kept steps when asked), ``[T, N]``."""
     returns = pgmath.discounted_returns(
         batch.rewards, batch.terminated, batch.truncated, gamma=cfg.gamma,
@@ -37,7 +37,7 @@ def reinforce_targets(batch: Rollout, cfg: AgentConfig, has_critic: bool) -> tup
 
 
 def reinforce_update(
-    model: ActorCritic, optimizer: torch.optim.Optimizer, batch: Rollout, cfg: AgentConfig
+    model: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutBuffer, cfg: AgentConfig
 ) -> dict[str, float]:
     """``cfg.update_epochs`` gradient steps (1 = on-policy REINFORCE) on the batch."""
     with torch.no_grad():

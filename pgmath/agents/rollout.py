@@ -34,12 +34,16 @@ from gymnasium.vector import VectorEnv
 from pgmath.agents.networks import ActorCritic
 from pgmath.agents.normalize import ObsNormalizer, RewardScaler
 
-__all__ = ["Collector", "Episode", "Rollout"]
+__all__ = ["Collector", "Episode", "RolloutBuffer"]
 
 
 @dataclass
-class Rollout:
-    """One batch, time-major ``[T, N]`` (``obs`` ``[T, N, obs_dim]``, continuous actions ``[T, N, D]``)."""
+class RolloutBuffer:
+    """The agents' rollout buffer: one batch, time-major ``[T, N]`` (``obs`` ``[T, N, obs_dim]``,
+    continuous actions ``[T, N, D]``), with the network outputs the update needs.
+
+    Not to be confused with :class:`pgmath.rollouts.Rollout`, the input of the core formulas.
+    """
 
     obs: torch.Tensor
     actions: torch.Tensor
@@ -180,8 +184,8 @@ class Collector:
         return done
 
     def _finish(self, buf: dict, T: int, valid: torch.Tensor | None, env_steps: int,
-                cut: np.ndarray | None = None) -> Rollout:
-        """Log-probabilities and values of the whole rollout; assemble the :class:`Rollout`.
+                cut: np.ndarray | None = None) -> RolloutBuffer:
+        """Log-probabilities and values of the whole rollout; assemble the :class:`RolloutBuffer`.
 
         ``cut``: envs whose episode the batch cap stopped after step T−1 (REINFORCE); they are
         marked truncated there and bootstrap from the observation that followed.
@@ -210,7 +214,7 @@ class Collector:
             c = torch.as_tensor(cut, device=self.device)
             trunc[T - 1] |= c
             next_values[T - 1] = torch.where(c, last_v, next_values[T - 1])
-        return Rollout(
+        return RolloutBuffer(
             obs=obs, actions=buf["actions"][:T], log_probs=log_probs, values=values,
             next_values=next_values, rewards=buf["rewards"][:T], terminated=buf["terminated"][:T],
             truncated=trunc, valid=valid, raw_obs=buf["raw_obs"][:T].reshape(T * N, -1),
@@ -218,7 +222,7 @@ class Collector:
         )
 
     # -- batches ------------------------------------------------------------------------------
-    def collect_steps(self, T: int) -> tuple[Rollout, list[Episode]]:
+    def collect_steps(self, T: int) -> tuple[RolloutBuffer, list[Episode]]:
         """T steps of every env (A2C, PPO)."""
         if self.obs is None:
             raise RuntimeError("call reset() before collecting")
@@ -229,7 +233,7 @@ class Collector:
             self._step(buf, t, episodes, None)
         return self._finish(buf, T, None, T * self.num_envs), episodes
 
-    def collect_episodes(self, n_steps: int, max_steps: int) -> tuple[Rollout, list[Episode]]:
+    def collect_episodes(self, n_steps: int, max_steps: int) -> tuple[RolloutBuffer, list[Episode]]:
         """Whole episodes: each env runs until >= ``n_steps`` steps and the end of an episode.
 
         ``max_steps`` caps the batch length; an episode still running then is cut (marked

@@ -36,7 +36,7 @@ Sources: Sutton, McAllester, Singh & Mansour (1999); Schulman et al. (2015), §3
 
 Checked by: tests/test_estimators_expected.py (unbiased rules == ``exact_policy_gradient``;
 b(1) = 0; b(0) closed form; the no-discount-weight mean at γ = 1 == ∇J) and
-tests/test_estimators_checks.py (the suite rows: sample means match these predictions). Docs:
+tests/test_estimators_verify.py (the suite rows: sample means match these predictions). Docs:
 docs/estimators/gae_bias.md and the pages of the biased estimators.
 """
 

@@ -31,8 +31,12 @@ Their exact expectations are in :mod:`pgmath.estimators.expected`, so the suite 
 that each one is *detected* as biased and that its sample mean matches the predicted bias.
 
 Returns, TD errors and GAE come from the core (:func:`pgmath.discounted_returns`,
-:func:`pgmath.td_errors`, :func:`pgmath.gae`) and log π from :func:`pgmath.categorical_log_prob`;
-the only recursion written here is the mutated one of "gae_wrong_recursion". Per-episode
+:func:`pgmath.td_errors`, :func:`pgmath.gae`) and log π from :func:`pgmath.categorical_log_prob`.
+No recursion is written here: the two biased rules that are a known bug of a core formula call
+that bug's wrong variant from the spec catalogue (:data:`pgmath.specs.SPECS`), the one catalogue
+of known bugs — "gae_wrong_recursion" is ``SPECS["gae"].variant("gae_lambda_on_delta")`` and
+"off_by_one_return" is ``SPECS["discounted_returns"].variant("returns_off_by_one")``, both called
+in the core time-major signature on the episodes of an :class:`EpisodeBatch`. Per-episode
 gradients are ``torch.func.vmap(torch.func.grad(f))`` over the episode axis, where
 f(θ) = Σₜ wₜ log πθ(aₜ|sₜ) for one episode: no Python loop over episodes.
 
@@ -47,8 +51,9 @@ sampled episode was truncated. MDPs whose policy cannot terminate need γ < 1 an
 Checked by: tests/test_estimators_policy_gradient.py (per-episode vmap gradients == a per-episode
 autograd loop through :func:`pgmath.policy_gradient_loss` == the closed-form softmax score;
 weights on hand-made episodes; options and input validation) and
-tests/test_estimators_checks.py (every unbiased estimator passes :func:`check_unbiased` against
-the exact gradient; every biased one is detected and matches its predicted mean).
+tests/test_estimators_verify.py (every unbiased estimator passes
+:func:`pgmath.stats.unbiasedness_test` against the exact gradient; every biased one is detected
+and matches its predicted mean).
 Docs: docs/estimators/.
 """
 
@@ -62,12 +67,14 @@ from torch.func import grad, vmap
 
 from pgmath import categorical_log_prob, discounted_returns, gae, td_errors
 from pgmath.mdp import Episodes, TabularMDP, sample_episodes, steps_for_tolerance
+from pgmath.specs import SPECS
 from pgmath.validation import validate_float_tensor, validate_unit_interval
 
 __all__ = [
     "BIASED_ESTIMATORS",
     "ESTIMATORS",
     "UNBIASED_ESTIMATORS",
+    "EpisodeBatch",
     "Estimator",
     "default_max_steps",
     "episode_weights",
@@ -78,7 +85,6 @@ __all__ = [
     "resolve_options",
     "samples_for_all",
     "survival_probability",
-    "wrong_gae_recursion",
 ]
 
 #: Pr(an episode outlives the default step cap) — see the module docstring.
@@ -87,8 +93,12 @@ SURVIVAL_TOL = 1e-12
 
 # ---------------------------------------------------------------------------- context
 @dataclass(frozen=True)
-class _Rollout:
-    """Everything a weight rule needs, time-major ``[T, N]`` (see :mod:`pgmath.mdp.sampler`)."""
+class EpisodeBatch:
+    """Sampled episodes plus the exact tables of their MDP: everything a weight rule needs.
+
+    Time-major ``[T, N]`` (the layout of :class:`pgmath.mdp.Episodes`, whose padding after a
+    termination makes the core recursions give 0 there).
+    """
 
     ep: Episodes
     gamma: float
@@ -129,20 +139,20 @@ class _Rollout:
 
 
 # ---------------------------------------------------------------------------- weight rules
-def _w_reinforce(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_reinforce(r: EpisodeBatch, o: dict) -> torch.Tensor:
     return r.returns()[0:1] * r.valid
 
 
-def _w_reward_to_go(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_reward_to_go(r: EpisodeBatch, o: dict) -> torch.Tensor:
     return r.disc * r.returns() * r.valid
 
 
-def _w_baseline(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_baseline(r: EpisodeBatch, o: dict) -> torch.Tensor:
     b = r.critic(o.get("values"))
     return r.disc * (r.returns() - b[r.ep.states]) * r.valid
 
 
-def _w_actor_critic(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_actor_critic(r: EpisodeBatch, o: dict) -> torch.Tensor:
     critic = o.get("critic", "advantage")
     if critic not in ("advantage", "q"):
         raise ValueError(f"critic must be 'advantage' or 'q', got {critic!r}")
@@ -150,7 +160,7 @@ def _w_actor_critic(r: _Rollout, o: dict) -> torch.Tensor:
     return r.disc * table[r.ep.states, r.ep.actions] * r.valid
 
 
-def _w_td(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_td(r: EpisodeBatch, o: dict) -> torch.Tensor:
     return r.disc * r.deltas(r.critic(o.get("values"))) * r.valid
 
 
@@ -158,49 +168,48 @@ def _lam(o: dict, default: float) -> float:
     return validate_unit_interval(o.get("lam", default), "lam")
 
 
-def _w_gae(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_gae(r: EpisodeBatch, o: dict) -> torch.Tensor:
     return r.disc * r.gae(r.critic(o.get("values")), _lam(o, 0.95)) * r.valid
 
 
-def _w_gae_no_discount_weight(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_gae_no_discount_weight(r: EpisodeBatch, o: dict) -> torch.Tensor:
     return r.gae(r.critic(o.get("values")), _lam(o, 0.95)) * r.valid
 
 
-def _w_action_dependent_baseline(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_action_dependent_baseline(r: EpisodeBatch, o: dict) -> torch.Tensor:
     b = r.R[r.ep.states, r.ep.actions]
     return r.disc * (r.returns() - b) * r.valid
 
 
-def _w_off_by_one_return(r: _Rollout, o: dict) -> torch.Tensor:
-    G = r.returns()
-    G_next = torch.cat([G[1:], torch.zeros_like(G[:1])])  # Gₜ₊₁ (0 on padding, so 0 after the end)
+#: The catalogued bug "returns one step late" (Gₜ₊₁ used for Gₜ), core returns signature.
+RETURNS_OFF_BY_ONE = SPECS["discounted_returns"].variant("returns_off_by_one")
+#: The catalogued bug "λ applied to δₜ as well" (Âₜ = λδₜ + γλÂₜ₊₁), core GAE signature.
+GAE_LAMBDA_ON_DELTA = SPECS["gae"].variant("gae_lambda_on_delta")
+
+
+def _append_step(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with one all-zero (all-False) step appended after the last one: ``[T + 1, N]``."""
+    return torch.cat([x, torch.zeros_like(x[:1])])
+
+
+def _w_off_by_one_return(r: EpisodeBatch, o: dict) -> torch.Tensor:
+    # The catalogued variant reads Gₜ₊₁ and repeats G_{T−1} at the last step; run on the episodes
+    # with an empty step appended (zero reward, so G_T = 0) and drop that step, it gives Gₜ₊₁
+    # everywhere, 0 after an episode's last step (padding, or the empty step after the cap).
+    e = r.ep
+    G_next = RETURNS_OFF_BY_ONE.fn(
+        _append_step(e.rewards), _append_step(e.terminated), _append_step(e.truncated), gamma=r.gamma,
+    )[:-1]
     return r.disc * G_next * r.valid
 
 
-def wrong_gae_recursion(
-    deltas: torch.Tensor, episode_end: torch.Tensor, *, gamma: float, lam: float
-) -> torch.Tensor:
-    """The deliberately WRONG recursion Âₜ = λ δₜ + γλ Âₜ₊₁ (λ also scales δₜ itself).
-
-    Its solution is λ times true GAE, so its policy gradient has mean λ ∇J (with exact V): a bias
-    of −(1 − λ) ∇J. Written out here as a plain reverse loop so the core :func:`pgmath.gae` is
-    never copied or altered. ``deltas`` ``[T, N]``; ``episode_end`` ``[T, N]`` bool (terminated or
-    truncated after step t).
-    """
-    out = torch.empty_like(deltas)
-    nxt = torch.zeros_like(deltas[0])
-    goes_on = (~episode_end).to(deltas.dtype)
-    # backward in time: t = T-1, …, 0 (the recursion resets where an episode ends)
-    for t in range(deltas.shape[0] - 1, -1, -1):
-        nxt = lam * deltas[t] + gamma * lam * goes_on[t] * nxt
-        out[t] = nxt
-    return out
-
-
-def _w_gae_wrong_recursion(r: _Rollout, o: dict) -> torch.Tensor:
-    d = r.deltas(r.critic(o.get("values")))
-    end = r.ep.terminated | r.ep.truncated
-    adv = wrong_gae_recursion(d, end, gamma=r.gamma, lam=_lam(o, 0.9))
+def _w_gae_wrong_recursion(r: EpisodeBatch, o: dict) -> torch.Tensor:
+    # solution: λ × true GAE, so the mean is λ ∇J with the exact V (a bias of −(1 − λ) ∇J)
+    e, values = r.ep, r.critic(o.get("values"))
+    adv = GAE_LAMBDA_ON_DELTA.fn(
+        e.rewards, values[e.states], values[e.next_states], e.terminated, e.truncated,
+        gamma=r.gamma, lam=_lam(o, 0.9),
+    )
     return r.disc * adv * r.valid
 
 
@@ -217,7 +226,7 @@ def perturbed_values(mdp: TabularMDP, V: torch.Tensor, *, scale: float = 0.5) ->
     return torch.where(mdp.terminal.to(V.device), V, V + e)
 
 
-def _w_gae_perturbed_values(r: _Rollout, o: dict) -> torch.Tensor:
+def _w_gae_perturbed_values(r: EpisodeBatch, o: dict) -> torch.Tensor:
     values = o.get("values")
     if values is None:
         raise ValueError("values must be given for 'gae_perturbed_values' (filled in by the caller)")
@@ -243,7 +252,7 @@ class Estimator:
     unbiased: str
     options: tuple[str, ...]
     doc: str
-    weights: Callable[[_Rollout, dict], torch.Tensor]
+    weights: Callable[[EpisodeBatch, dict], torch.Tensor]
 
 
 def _spec(name, formula, unbiased, options, doc, fn) -> tuple[str, Estimator]:
@@ -465,7 +474,7 @@ def episode_weights(
     opts = resolve_options(mdp, pi, estimator, options)
     V = mdp.state_values(pi)
     Q = mdp.action_values(pi)
-    roll = _Rollout(episodes, mdp.gamma, V, Q, mdp.R, mdp.terminal)
+    roll = EpisodeBatch(episodes, mdp.gamma, V, Q, mdp.R, mdp.terminal)
     return spec.weights(roll, opts)
 
 
@@ -485,7 +494,7 @@ def estimate_policy_gradient(
 
     Samples N episodes from μ₀ under πθ and returns one estimate ĝₙ = Σₜ wₜ ∇θ log πθ(aₜ|sₜ)
     per episode (rules in the module docstring). The mean over n estimates E[ĝ]; each row is
-    an independent draw, which is what :func:`pgmath.estimators.check_unbiased` needs.
+    an independent draw, which is what :func:`pgmath.stats.unbiasedness_test` needs.
 
     Args:
       mdp: a :class:`pgmath.mdp.TabularMDP`.

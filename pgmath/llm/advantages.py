@@ -10,7 +10,7 @@ response by the loss.
   std is the unbiased one (Bessel, as ``torch.std`` in TRL and verl). The mean includes R_{g,k}
   itself, so E[A ∇log π] = (K−1)/K · ∇J (a shrunken step, same direction); dividing by the
   group's std is *not* a baseline: it rescales each prompt's gradient by a random factor, and the
-  expectation is no longer proportional to ∇J in general (see ``docs/llm/advantages.md``).
+  expectation is no longer proportional to ∇J in general (see ``docs/llm/group_advantages.md``).
 * RLOO (Kool, van Hoof & Welling, 2019; Ahmadian et al., 2024):
       A_{g,k} = R_{g,k} − (1/(K−1)) Σ_{j≠k} R_{g,j} = K/(K−1) · (R_{g,k} − mean_k R_g)
   The baseline does not depend on response k, so E[A ∇log π] = ∇J exactly (unbiased).
@@ -25,10 +25,13 @@ is undefined. Both the fast and the reference paths raise ``ValueError`` naming 
 (silently returning 0 would train on nothing; returning R, as verl does, is a different
 estimator). A constant group (all R equal, std 0) gets advantage exactly 0 in every path.
 
-Checked by: ``tests/test_llm_functions.py::test_group_*``, ``test_rloo_*``,
-``test_token_rewards_*``, ``test_token_gae_*``; exact unbiasedness in
-``tests/test_llm_oracle.py::test_advantage_estimators_exact`` and the verify rows
-"RLOO unbiased" / "GRPO mean baseline" / "GRPO std".
+Checked by: the specs of :mod:`pgmath.specs.llm_advantages` (``group_advantages``,
+``group_advantages_mean``, ``rloo_advantages``, ``token_rewards``, ``token_gae``,
+``batch_normalized_returns``: definitions summed directly, reference loops, hand examples, bad
+input, wrong variants seen in the field; run by ``tests/test_specs.py``);
+``tests/test_llm_functions.py::test_group_advantages_*`` (worked example, ε); exact unbiasedness
+in ``tests/test_llm_oracle.py::test_advantage_estimators_exact`` and the verify rows
+"RLOO unbiased" / "GRPO mean baseline" / "GRPO std normalization".
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ __all__ = [
 ]
 
 
-def _check_groups(rewards: object) -> torch.Tensor:
+def _validate_groups(rewards: object) -> torch.Tensor:
     r = validate_float_tensor(rewards, "rewards")
     if r.dim() != 2:
         raise ValueError(f"rewards must have shape [G, K] (groups × responses), got {tuple(r.shape)}")
@@ -71,7 +74,7 @@ def _check_groups(rewards: object) -> torch.Tensor:
     return r
 
 
-def _check_eps(eps: float) -> float:
+def _validate_eps(eps: float) -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
         raise ValueError(f"eps must be a real number >= 0, got {eps!r}")
     return float(eps)
@@ -90,11 +93,11 @@ def group_advantages(
     Returns:
       ``[G, K]`` advantages; exactly 0 for a constant group.
 
-    Checked by: ``tests/test_llm_functions.py::test_group_advantages_matches_reference``
-    (hypothesis), ``test_group_of_one_*``, ``test_constant_group_*``.
+    Checked by: the specs ``group_advantages`` (std, ε = 10⁻⁶) and ``group_advantages_mean``
+    of :mod:`pgmath.specs.llm_advantages`; ``tests/test_llm_functions.py::test_group_advantages_*``.
     """
-    r = _check_groups(rewards)
-    eps = _check_eps(eps)
+    r = _validate_groups(rewards)
+    eps = _validate_eps(eps)
     centred = r - r.mean(dim=1, keepdim=True)
     const = (r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True))
     if normalize_std:
@@ -106,8 +109,8 @@ def group_advantages_reference(
     rewards: torch.Tensor, *, normalize_std: bool = True, eps: float = 1e-6
 ) -> torch.Tensor:
     """:func:`group_advantages` by loops over groups and responses (the reference)."""
-    r = _check_groups(rewards)
-    eps = _check_eps(eps)
+    r = _validate_groups(rewards)
+    eps = _validate_eps(eps)
     G, K = r.shape
     out = torch.zeros_like(r)
     # over groups g, then over the responses k of the group
@@ -134,10 +137,10 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     Returns:
       ``[G, K]``; exactly 0 for a constant group.
 
-    Checked by: ``tests/test_llm_functions.py::test_rloo_matches_reference`` and the exact /
-    statistical unbiasedness tests in ``tests/test_llm_oracle.py``.
+    Checked by: the spec ``rloo_advantages`` of :mod:`pgmath.specs.llm_advantages` and the
+    exact / statistical unbiasedness tests in ``tests/test_llm_oracle.py``.
     """
-    r = _check_groups(rewards)
+    r = _validate_groups(rewards)
     K = r.shape[1]
     adv = (r - r.mean(dim=1, keepdim=True)) * (K / (K - 1))
     const = (r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True))
@@ -146,7 +149,7 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
 
 def rloo_advantages_reference(rewards: torch.Tensor) -> torch.Tensor:
     """:func:`rloo_advantages` by loops: R_{g,k} minus the plain mean of the other responses."""
-    r = _check_groups(rewards)
+    r = _validate_groups(rewards)
     G, K = r.shape
     out = torch.zeros_like(r)
     # over groups g, then over the held-out response k
@@ -163,7 +166,7 @@ def rloo_advantages_reference(rewards: torch.Tensor) -> torch.Tensor:
 # Token-level rewards and returns.
 
 
-def _check_token_tensor(x: object, name: str, m: torch.Tensor) -> torch.Tensor:
+def _validate_token_tensor(x: object, name: str, m: torch.Tensor) -> torch.Tensor:
     x = validate_float_tensor(x, name, finite=False)
     if tuple(x.shape) != tuple(m.shape):
         raise ValueError(f"{name} has shape {tuple(x.shape)} but mask has shape {tuple(m.shape)}")
@@ -173,7 +176,7 @@ def _check_token_tensor(x: object, name: str, m: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _check_token_mask(mask: object) -> torch.Tensor:
+def _validate_token_mask(mask: object) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor):
         raise ValueError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
     if mask.dim() != 2 or mask.numel() == 0:
@@ -183,7 +186,7 @@ def _check_token_mask(mask: object) -> torch.Tensor:
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     """``[B]`` index of the last true entry of each row of ``mask`` (−1 for an empty row)."""
-    m = _check_token_mask(mask)
+    m = _validate_token_mask(mask)
     L = m.shape[1]
     pos = torch.arange(L, device=m.device).expand_as(m)
     return torch.where(m, pos, torch.full_like(pos, -1)).amax(dim=1)
@@ -206,9 +209,10 @@ def token_rewards(
     Returns:
       ``[B, L]`` rewards, 0 outside the mask.
 
-    Checked by: ``tests/test_llm_functions.py::test_token_rewards_last_real_token``.
+    Checked by: the spec ``token_rewards`` of :mod:`pgmath.specs.llm_advantages` (right- and
+    left-padded rows, the first-pad bug as a wrong variant).
     """
-    m = _check_token_mask(mask)
+    m = _validate_token_mask(mask)
     s = validate_float_tensor(scores, "scores")
     if tuple(s.shape) != (m.shape[0],):
         raise ValueError(f"scores must have shape [B] = {(m.shape[0],)}, got {tuple(s.shape)}")
@@ -218,7 +222,7 @@ def token_rewards(
     rows = torch.arange(m.shape[0], device=m.device)[has]
     r[rows, last[has]] = s.detach()[has]
     if kl_penalty is not None:
-        p = _check_token_tensor(kl_penalty, "kl_penalty", m).detach()
+        p = _validate_token_tensor(kl_penalty, "kl_penalty", m).detach()
         r = r - torch.where(m, p, torch.zeros((), dtype=p.dtype, device=p.device)).to(r.dtype)
     return r
 
@@ -256,11 +260,14 @@ def batch_normalized_returns(
     Returns:
       ``[B, L]`` advantages, 0 outside the mask. Needs at least 2 response tokens in the batch.
 
-    Checked by: ``tests/test_llm_functions.py::test_batch_normalized_returns``.
+    Checked by: the spec ``batch_normalized_returns`` of :mod:`pgmath.specs.llm_advantages`
+    (a backward loop, a gap in the mask carries the return, pads stay 0).
     """
-    m = _check_token_mask(mask)
-    r = _check_token_tensor(rewards, "rewards", m)
+    m = _validate_token_mask(mask)
+    r = _validate_token_tensor(rewards, "rewards", m)
     gamma = validate_unit_interval(gamma, "gamma")
+    if int(m.sum()) < 2:
+        raise ValueError(f"mask must select at least 2 response tokens to normalise over, got {int(m.sum())}")
     r = torch.where(m, r, torch.zeros((), dtype=r.dtype, device=r.device))
     # a masked position passes the return through unchanged (discount 1, reward 0)
     disc = torch.where(m, torch.full_like(r, gamma), torch.ones_like(r))
@@ -302,12 +309,13 @@ def token_gae(
       ``(advantages, returns)``, each ``[B, L]`` and 0 outside the mask; returns = Â + V (the
       value head's target).
 
-    Checked by: ``tests/test_llm_functions.py::test_token_gae_*`` (against a per-row loop and
-    against λ = 1 → reward-to-go − V).
+    Checked by: the spec ``token_gae`` of :mod:`pgmath.specs.llm_advantages` (a per-response
+    loop of the core GAE, Σ (γλ)ˡ δ summed directly, λ = 1 → reward-to-go − V);
+    ``tests/test_llm_functions.py::test_gradchecks``.
     """
-    m = _check_token_mask(mask)
-    r = _check_token_tensor(rewards, "rewards", m)
-    v = _check_token_tensor(values, "values", m)
+    m = _validate_token_mask(mask)
+    r = _validate_token_tensor(rewards, "rewards", m)
+    v = _validate_token_tensor(values, "values", m)
     gamma = validate_unit_interval(gamma, "gamma")
     lam = validate_unit_interval(lam, "lam")
     zero = torch.zeros((), dtype=r.dtype, device=r.device)

@@ -18,8 +18,8 @@ response b, N = Σ_b L_b the number of tokens and B' the number of responses:
 Global denominators. Gradient accumulation splits a batch into micro-batches and sums their
 losses; the sum equals the full-batch loss only when every micro-batch divides by the *global*
 N (``normalizer=`` for "token-mean") or B' (``num_sequences=`` for the "seq-mean-*" modes). With
-the local defaults the split changes the loss (``tests/test_llm_functions.py::
-test_micro_batch_split_*``). Padding width never changes the loss: padded positions have
+the local defaults the split changes the loss
+(``tests/test_llm_functions.py::test_micro_batch_split_with_local_denominator_is_wrong``). Padding width never changes the loss: padded positions have
 weight 0 and are never read (a NaN there does not leak — no NaN · 0).
 
 Responses with no tokens (an all-false mask row, e.g. a dummy row that pads a micro-batch) get
@@ -28,9 +28,11 @@ A call whose default denominator is 0 (no token at all) raises ``ValueError``; w
 ``normalizer`` / ``num_sequences`` it returns an exact 0 that is still connected to the graph
 (for a micro-batch that happens to be empty).
 
-Checked by: ``tests/test_llm_functions.py::test_aggregate_*`` (weights against a hand loop,
-length bias of each mode, padding and micro-batch invariance, NaN in pads) and the verify row
-"aggregation weights".
+Checked by: the specs ``aggregation_weights`` and ``aggregate_token_loss`` of
+:mod:`pgmath.specs.llm_aggregate` (weights against a hand loop, the length bias of each mode,
+padding and micro-batch invariance, NaN in pads, bad input; run by ``tests/test_specs.py`` and
+as verify rows); ``tests/test_llm_functions.py::test_aggregate_empty_response_rows``,
+``test_micro_batch_split_with_local_denominator_is_wrong``, ``test_gradchecks``.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def aggregate_token_loss(
     Returns:
       0-dim tensor in ``loss``'s dtype.
 
-    Checked by: ``tests/test_llm_functions.py::test_aggregate_*``.
+    Checked by: the spec ``aggregate_token_loss`` of :mod:`pgmath.specs.llm_aggregate`.
     """
     validate_float_tensor(loss, "loss", finite=False)
     if loss.dim() != 2 or loss.numel() == 0:

@@ -20,8 +20,11 @@ Schulman, 2020) applied per token with ℓₜ = log π(yₜ|y<ₜ) − log π_re
   the sequence-level KLs: k2 misses the terms E[∇log πₜ Σ_{t'>t} ℓ_{t'}] through which a token
   changes the KL of the tokens after it, and k3's prefixes come from π, not π_ref.
 
-Checked by: ``tests/test_llm_oracle.py::test_kl_*`` (exact, by enumeration) and
-``tests/test_llm_functions.py::test_kl_*``; verify rows "KL-as-loss gradients exact".
+Checked by: the specs ``token_kl``, ``kl_penalty`` and ``kl_loss`` of :mod:`pgmath.specs.llm_kl`
+(closed forms, gradients, NaN pads, detached penalty, the sequence form, bad input);
+``tests/test_llm_oracle.py::test_kl_as_loss_expected_gradients_exact`` and the other
+``test_kl_*`` / ``test_k*`` tests there (exact, by enumeration); the verify rows "KL-as-loss
+k1/k2/k3" and "KL k1 in reward".
 """
 
 from __future__ import annotations

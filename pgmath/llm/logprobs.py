@@ -15,11 +15,14 @@ alignment of Hugging Face causal LMs: ``model(input_ids).logits`` is passed with
 ``tokens=input_ids`` unchanged (the shift happens here, as in the HF loss with ``labels=input_ids``).
 
 The classic off-by-one — ``log_softmax(logits).gather(-1, tokens)`` without the shift — scores
-each token with the logits that *saw* it; ``tests/test_llm_functions.py::test_off_by_one_is_caught``
-shows the two differ and that only the shifted one matches an explicit autoregressive loop.
+each token with the logits that *saw* it; the spec's property "prefix_by_prefix" shows that only
+the shifted read matches an explicit autoregressive loop, and rejects the unshifted one (its wrong
+variant ``logprobs_unshifted``).
 
-Checked by: ``tests/test_llm_functions.py`` (hypothesis: fast == :func:`token_log_probs_reference`;
-gradcheck in float64; off-by-one; NaN in masked logits does not leak; bad input) and
+Checked by: the spec ``token_log_probs`` of :mod:`pgmath.specs.llm_logprobs` (prefix-by-prefix
+loop, the formula on random masks, NaN in unread rows, bad input, fast == reference on generated
+inputs; run by ``tests/test_specs.py``); ``tests/test_llm_functions.py::test_token_log_probs_*``
+(gradcheck, bf16, masked-out ids), ``tests/test_llm_logprobs.py`` (a worked example) and
 ``tests/test_llm_hf.py`` (a Hugging Face GPT-2 built from a config, no download).
 """
 
@@ -32,7 +35,7 @@ from pgmath.validation import validate_float_tensor, validate_mask
 __all__ = ["token_log_probs", "token_log_probs_reference"]
 
 
-def _check_inputs(
+def _validate_inputs(
     logits: object, tokens: object, mask: object | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     logits = validate_float_tensor(logits, "logits", finite=False)
@@ -67,7 +70,7 @@ def _check_inputs(
     return logits, tokens, m
 
 
-def _check_result(lp: torch.Tensor) -> None:
+def _validate_result(lp: torch.Tensor) -> None:
     bad = ~torch.isfinite(lp)
     if bool(bad.any()):
         raise ValueError(
@@ -105,10 +108,10 @@ def token_log_probs(
       ``[B, L]`` per-token log-probabilities, 0 at masked-out positions. Differentiable w.r.t.
       ``logits``; masked-out rows receive exactly zero gradient (no NaN leaks from them).
 
-    Checked by: ``tests/test_llm_functions.py::test_token_log_probs_*`` and
-    ``tests/test_llm_hf.py``.
+    Checked by: the spec ``token_log_probs`` (:mod:`pgmath.specs.llm_logprobs`),
+    ``tests/test_llm_functions.py::test_token_log_probs_*`` and ``tests/test_llm_hf.py``.
     """
-    logits, tokens, m = _check_inputs(logits, tokens, mask)
+    logits, tokens, m = _validate_inputs(logits, tokens, mask)
     out_dtype = logits.dtype if dtype is None else dtype
     B, L, _ = logits.shape
     cd = torch.promote_types(logits.dtype, torch.float32)
@@ -119,7 +122,7 @@ def token_log_probs(
     z = logits[:, :-1][m_next].to(cd)  # [n, V]
     tgt = tokens[:, 1:][m_next].long()  # [n]
     lp_sel = torch.log_softmax(z, dim=-1).gather(1, tgt.unsqueeze(1)).squeeze(1)
-    _check_result(lp_sel.detach())
+    _validate_result(lp_sel.detach())
     out = torch.zeros(B, L - 1, dtype=cd, device=logits.device).masked_scatter(m_next, lp_sel)
     first = torch.zeros(B, 1, dtype=cd, device=logits.device)
     return torch.cat([first, out], dim=1).to(out_dtype)
@@ -129,7 +132,7 @@ def token_log_probs_reference(
     logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """:func:`token_log_probs` by explicit loops over b and t (the reference implementation)."""
-    logits, tokens, m = _check_inputs(logits, tokens, mask)
+    logits, tokens, m = _validate_inputs(logits, tokens, mask)
     B, L, _ = logits.shape
     out = torch.zeros(B, L, dtype=logits.dtype, device=logits.device)
     # over the batch, then forward in time t = 1 … L-1: token t is scored by the logits at t-1
@@ -138,5 +141,5 @@ def token_log_probs_reference(
             if bool(m[b, t]):
                 row = logits[b, t - 1]
                 out[b, t] = torch.log_softmax(row, dim=-1)[int(tokens[b, t])]
-    _check_result(out[m].detach())
+    _validate_result(out[m].detach())
     return out

@@ -13,8 +13,10 @@ by a masked mean, −(1/n) Σ o(ρ, Â); the objective is positively homogeneous
 Â' = n·w·Â turns that mean into the weighted sum −Σ w o(ρ, Â) of any aggregation mode — exact,
 with the core's clip diagnostics unchanged (they depend on the sign of Â only).
 
-Checked by: ``tests/test_llm_functions.py::test_token_policy_loss_*`` (against a per-token loop
-of the formula for every mode, clip-higher and dual-clip gradients, padding invariance).
+Checked by: the spec ``token_policy_loss`` of :mod:`pgmath.specs.llm_losses` (value and gradient
+against a per-token loop for every mode × clip-higher × dual clip, the analytic gradient,
+on-policy = the policy gradient, [B] advantages, NaN pads, bad input);
+``tests/test_llm_functions.py::test_token_policy_loss_reports_clip_fraction``, ``test_gradchecks``.
 """
 
 from __future__ import annotations

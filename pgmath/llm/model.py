@@ -8,8 +8,8 @@ LayerNorm and an untied linear head. Outputs follow the causal-LM convention of
 in :meth:`TinyCausalLM.forward`) is the value of the prefix ``tokens[:, <t]``, the state in which
 token t is generated — aligned with the log-probs.
 
-Checked by: ``tests/test_llm_train.py::test_model_is_causal`` (changing a later token never
-changes an earlier position's output) and the smoke runs of the trainers.
+Checked by: ``tests/test_llm_train.py::test_model_is_causal_and_values_are_aligned`` (changing
+a later token never changes an earlier position's output) and the smoke runs of the trainers.
 """
 
 from __future__ import annotations

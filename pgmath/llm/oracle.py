@@ -35,7 +35,7 @@ Results (exact, pinned in ``tests/test_llm_oracle.py`` and the verify rows; see
 * k1 in the reward with the reward-to-go (score function): exactly ∇KL(π‖π_ref); with the
   immediate per-token penalty only (no reward-to-go) it equals the k2-as-loss gradient.
 
-Checked by: ``tests/test_llm_oracle.py``; verify rows in :mod:`pgmath.llm.checks`.
+Checked by: ``tests/test_llm_oracle.py``; verify rows in :mod:`pgmath.llm.verify`.
 """
 
 from __future__ import annotations

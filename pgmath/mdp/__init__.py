@@ -4,9 +4,15 @@ Small MDPs whose exact gradients are known are how pgmath proves its estimators 
 :class:`TabularMDP` solves them with linear solves, :func:`sample_episodes` draws episodes from
 them (vectorized in torch), and :mod:`pgmath.mdp.canonical` holds the textbook examples.
 Gymnasium environments live in :mod:`pgmath.mdp.envs` (imported on demand).
+
+The deterministic quantities (V^π, Q^π, d^π, the exact ∇J, finite-horizon values) are specified
+in :mod:`pgmath.specs.mdp` (properties, wrong variants, bad inputs); the ``pgmath verify --area
+mdp`` rows are built from those specs plus the statistical rows of :mod:`pgmath.mdp.verify`.
 """
 
 from pgmath.mdp.canonical import (
+    EXAMPLE_13_1,
+    FIGURE_4_1,
     GRID_ACTIONS,
     bandit,
     chain,
@@ -14,19 +20,27 @@ from pgmath.mdp.canonical import (
     random_mdp,
     short_corridor,
     short_corridor_features,
+    short_corridor_optimum,
+    short_corridor_value,
 )
 from pgmath.mdp.finite_differences import central_difference_gradient
 from pgmath.mdp.finite_horizon import (
     backward_induction_values,
     finite_horizon,
     finite_horizon_policy,
+    finite_horizon_values,
 )
 from pgmath.mdp.goodness_of_fit import (
     OccupancyTest,
     occupancy_chi_square,
     truncated_occupancy,
 )
-from pgmath.mdp.iterative_evaluation import iterative_occupancy, iterative_policy_evaluation
+from pgmath.mdp.iterative_evaluation import (
+    iterative_action_values,
+    iterative_occupancy,
+    iterative_policy_evaluation,
+    iterative_policy_gradient,
+)
 from pgmath.mdp.parameterizations import LinearSoftmaxPolicy
 from pgmath.mdp.sampler import (
     Episodes,
@@ -37,6 +51,8 @@ from pgmath.mdp.sampler import (
 from pgmath.mdp.tabular import PolicyFn, TabularMDP
 
 __all__ = [
+    "EXAMPLE_13_1",
+    "FIGURE_4_1",
     "GRID_ACTIONS",
     "Episodes",
     "LinearSoftmaxPolicy",
@@ -49,15 +65,20 @@ __all__ = [
     "chain",
     "finite_horizon",
     "finite_horizon_policy",
+    "finite_horizon_values",
     "gridworld",
+    "iterative_action_values",
     "iterative_occupancy",
     "iterative_policy_evaluation",
+    "iterative_policy_gradient",
     "occupancy_chi_square",
     "random_mdp",
     "sample_episodes",
     "sample_episodes_reference",
     "short_corridor",
     "short_corridor_features",
+    "short_corridor_optimum",
+    "short_corridor_value",
     "steps_for_tolerance",
     "truncated_occupancy",
 ]

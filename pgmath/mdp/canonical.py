@@ -11,13 +11,18 @@
 
 Finite-horizon versions (time in the state) are in :mod:`pgmath.mdp.finite_horizon`.
 
+The published numbers are kept as constants (:data:`FIGURE_4_1`, :data:`EXAMPLE_13_1`) next to
+the closed form of Example 13.1 (:func:`short_corridor_value`) and a maximiser that takes the
+policy evaluation under test (:func:`short_corridor_optimum`).
+
 Checked by: tests/test_mdp_canonical.py (published numbers of Example 13.1 and Figure 4.1
-recomputed by the library; closed-form chain and bandit values).
+recomputed by the library; closed-form chain and bandit values) and the ``figure_4_1`` /
+``example_13_1`` properties of the specs in :mod:`pgmath.specs.mdp` (tests/test_specs.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +31,8 @@ from pgmath.mdp.tabular import TabularMDP
 from pgmath.validation import validate_unit_interval
 
 __all__ = [
+    "EXAMPLE_13_1",
+    "FIGURE_4_1",
     "GRID_ACTIONS",
     "bandit",
     "chain",
@@ -33,7 +40,21 @@ __all__ = [
     "random_mdp",
     "short_corridor",
     "short_corridor_features",
+    "short_corridor_optimum",
+    "short_corridor_value",
 ]
+
+#: Sutton & Barto (2018), Figure 4.1, k = ∞: v_π of the equiprobable random policy on the 4 × 4
+#: grid of :func:`gridworld` (row by row).
+FIGURE_4_1: tuple[tuple[int, ...], ...] = (
+    (0, -14, -20, -22),
+    (-14, -18, -20, -20),
+    (-20, -20, -18, -14),
+    (-22, -20, -14, 0),
+)
+#: Sutton & Barto (2018), Example 13.1: the best P(right) is "about 0.59", worth "about −11.6"
+#: (printed to two figures: exactly 2 − √2 and −6 − 4√2, see :func:`short_corridor_value`).
+EXAMPLE_13_1: dict[str, float] = {"p_right": 0.59, "value": -11.6}
 
 #: Action order of :func:`gridworld` (row, column) moves.
 GRID_ACTIONS: tuple[str, ...] = ("up", "right", "down", "left")
@@ -132,6 +153,41 @@ def short_corridor(
     R = -np.ones((4, 2))
     R[3] = 0.0
     return TabularMDP(P, R, 1.0, [1.0, 0.0, 0.0, 0.0], [False, False, False, True], dtype=dtype, device=device)
+
+
+def short_corridor_value(p: float) -> float:
+    """J(p) = v(start) of :func:`short_corridor` when every state goes right with probability p.
+
+    The closed form (2p − 4) / (p (1 − p)) of Sutton & Barto, Exercise 13.1 (derived
+    symbolically by ``proofs/short_corridor.py``); maximal at p* = 2 − √2 with J* = −6 − 4√2.
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must lie in (0, 1), got {p!r}")
+    return (2 * p - 4) / (p * (1 - p))
+
+
+def short_corridor_optimum(
+    values_fn: Callable[[TabularMDP, torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[float, float]:
+    """(p*, J*) of Example 13.1: maximise J(p) = V(start) over P(right) = p ∈ (0, 1).
+
+    Args:
+      values_fn: ``(mdp, pi) -> V [S]``, the policy evaluation used (default
+        :meth:`TabularMDP.state_values`); the policy is π(right|s) = p in every state.
+      device: where to evaluate.
+    """
+    from scipy.optimize import minimize_scalar
+
+    mdp = short_corridor(device=device)
+    evaluate = TabularMDP.state_values if values_fn is None else values_fn
+
+    def neg_J(p: float) -> float:
+        pi = torch.tensor([[1 - p, p]] * 4, dtype=mdp.dtype, device=mdp.device)
+        return -float(evaluate(mdp, pi)[0])
+
+    res = minimize_scalar(neg_J, bounds=(1e-3, 1 - 1e-3), method="bounded", options={"xatol": 1e-10})
+    return float(res.x), -float(res.fun)
 
 
 def short_corridor_features(

@@ -9,9 +9,13 @@ Its values are the H-step values of the original MDP::
 so every policy terminates and γ = 1 is always allowed. A policy of the expanded MDP may depend
 on time: row t · S + s is πₜ(·|s).
 
+:func:`finite_horizon_values` solves the expanded MDP (one linear solve);
+:func:`backward_induction_values` is the plain backward loop it is checked against.
+
 Source: Puterman, *Markov Decision Processes* (1994), §4.2 (backward induction).
 Checked by: tests/test_mdp_canonical.py::test_finite_horizon_* (linear solve of the expanded MDP
-== the backward-induction loop :func:`backward_induction_values`; H → ∞ limit for γ < 1).
+== the backward-induction loop :func:`backward_induction_values`; H → ∞ limit for γ < 1) and the
+spec ``finite_horizon_values`` of :mod:`pgmath.specs.mdp` (tests/test_specs.py).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 from pgmath.mdp.tabular import TabularMDP
 from pgmath.validation import validate_float_tensor
 
-__all__ = ["backward_induction_values", "finite_horizon", "finite_horizon_policy"]
+__all__ = ["backward_induction_values", "finite_horizon", "finite_horizon_policy", "finite_horizon_values"]
 
 
 def _check_horizon(horizon: object) -> int:
@@ -77,6 +81,29 @@ def finite_horizon_policy(pi: torch.Tensor, horizon: int) -> torch.Tensor:
     return torch.cat([pi.reshape(-1, A), end])
 
 
+def finite_horizon_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -> torch.Tensor:
+    """The H-step values ``[H+1, S]`` by one linear solve of the time-expanded MDP.
+
+    Row t holds Vₜ(s) = E[Σ_{k=t}^{H−1} γ^{k−t} r_k | s_t = s] under πₜ, …, π_{H−1}; row H is 0
+    (nothing left to do), and so is every terminal state. Same layout and arguments as
+    :func:`backward_induction_values`, its reference.
+
+    Args:
+      mdp: the MDP (S states, A actions).
+      pi: ``[S, A]`` stationary or ``[H, S, A]`` time-dependent policy (πₜ at index t).
+      horizon: H >= 1, the number of decisions.
+    """
+    H = _check_horizon(horizon)
+    S = mdp.num_states
+    validate_float_tensor(pi, "pi")
+    if pi.shape[-2:] != (S, mdp.num_actions):
+        raise ValueError(f"pi must have shape [S, A] or [H, S, A] with [S, A] = {(S, mdp.num_actions)}, "
+                         f"got {tuple(pi.shape)}")
+    expanded = finite_horizon(mdp, H)
+    V = expanded.state_values(finite_horizon_policy(pi.to(device=mdp.device), H))
+    return torch.cat([V[:-1].reshape(H, S), V.new_zeros(1, S)])
+
+
 def backward_induction_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -> torch.Tensor:
     """Reference: the H-step values ``[H+1, S]`` of a (possibly time-dependent) policy by a plain loop.
 
@@ -95,6 +122,8 @@ def backward_induction_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -
     S, A = mdp.num_states, mdp.num_actions
     if tuple(pi.shape) != (H, S, A):
         raise ValueError(f"pi must have shape [S, A] or [H, S, A] = {(H, S, A)}, got {tuple(pi.shape)}")
+    for t in range(H):  # every πₜ must be a policy table on the MDP's device
+        mdp.check_policy(pi[t], "pi")
     V = torch.zeros(H + 1, S, dtype=mdp.dtype, device=mdp.device)
     live = (~mdp.terminal).to(mdp.dtype)
     # backward in time: t = H-1, …, 0

@@ -24,8 +24,10 @@ Lee & Mahajan, "On the Theory of Policy Gradient Methods" (JMLR 2021), Lemma C.1
 
 Checked by: tests/test_mdp_tabular.py (theorem == autograd == finite differences on random MDPs,
 hypothesis; Bellman residuals; occupancy identities; γ = 1 and singular evaluation),
-tests/test_mdp_canonical.py (Sutton & Barto Example 13.1 and Figure 4.1), and the
-``pgmath verify`` rows of :mod:`pgmath.mdp.checks`. Derivations: docs/mdp/.
+tests/test_mdp_canonical.py (Sutton & Barto Example 13.1 and Figure 4.1), and the specs of
+:mod:`pgmath.specs.mdp` (state values, action values, occupancy, exact gradient: properties and
+wrong variants in tests/test_specs.py, rows of ``pgmath verify --area mdp``). Derivations:
+docs/mdp/.
 """
 
 from __future__ import annotations

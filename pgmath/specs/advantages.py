@@ -3,6 +3,7 @@
     δₜ = rₜ + γ (1 − termₜ) V(sₜ₊₁) − V(sₜ)
     Âₜ = δₜ + γλ (1 − termₜ)(1 − truncₜ) Âₜ₊₁,   Â_{T−1} = δ_{T−1}
     G^λₜ = Âₜ + V(sₜ)
+    Ãᵢ = (Âᵢ − Ā)/(s + eps), s the Bessel-corrected std over the selected entries
 
 Sources: Sutton & Barto (2nd ed.), eq. 6.5 (TD error) and §12.1 (λ-return); Schulman et al.
 (2015), "High-Dimensional Continuous Control Using Generalized Advantage Estimation", eqs. 11–16;
@@ -23,22 +24,30 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pgmath.advantages import gae, gae_reference, lambda_returns
+from pgmath.advantages import gae, gae_reference, lambda_returns, normalize_advantages
 from pgmath.returns import discounted_returns_reference, td_errors
 from pgmath.scan import discounted_cumsum_reference, numba_available
+from pgmath.specs.gradients import gradcheck_property
 from pgmath.specs.recursions import gae_function, rollout_inputs, rollout_suite
 from pgmath.specs.spec import (
     BadInput,
+    Call,
     Property,
     Spec,
     WrongVariant,
     max_abs_error,
     outcome_within,
 )
-from pgmath.validation import validate_rollout, validate_unit_interval
+from pgmath.validation import (
+    validate_finite,
+    validate_float_tensor,
+    validate_mask,
+    validate_rollout,
+    validate_unit_interval,
+)
 from pgmath.verification import Outcome, VerifyContext
 
-__all__ = ["FAMILY", "gae_step", "td_errors_reference"]
+__all__ = ["FAMILY", "gae_step", "normalize_advantages_reference", "td_errors_reference"]
 
 F64 = torch.float64
 
@@ -479,20 +488,24 @@ GAE = Spec(
 
 def lambda_returns_reference(rewards, values, next_values, terminated, truncated, *, gamma, lam):
     """G^λₜ by its own recursion, backwards in time:
-    G^λₜ = rₜ + γ[(1 − λ)V(sₜ₊₁) + λG^λₜ₊₁] inside an episode, rₜ + γ(1 − termₜ)V(sₜ₊₁) at its end."""
+    G^λₜ = rₜ + γ(1 − termₜ)V(sₜ₊₁) + γλ(1 − termₜ)(1 − truncₜ)(G^λₜ₊₁ − V(sₜ₊₁)) inside the
+    rollout, G^λ_{T−1} = r_{T−1} + γ(1 − term_{T−1})V(s_T). Where ``next_values[t] ==
+    values[t+1]`` inside an episode (a consistent rollout) this is the textbook
+    G^λₜ = rₜ + γ[(1 − λ)V(sₜ₊₁) + λG^λₜ₊₁]; written with ``values[t+1]`` it also holds when
+    they differ, as Âₜ + V(sₜ) does."""
     validate_rollout(rewards, values=values, next_values=next_values, terminated=terminated,
                      truncated=truncated)
     gamma, lam = validate_unit_interval(gamma, "gamma"), validate_unit_interval(lam, "lam")
     T = rewards.shape[0]
     out = torch.empty_like(rewards)
-    g_next = torch.zeros_like(rewards[0])
     # backward in time: t = T-1, …, 0
     for t in range(T - 1, -1, -1):
-        end = terminated[t].bool() | truncated[t].bool() | (t == T - 1)
-        at_end = rewards[t] + gamma * (~terminated[t].bool()).to(rewards.dtype) * next_values[t]
-        inside = rewards[t] + gamma * ((1 - lam) * next_values[t] + lam * g_next)
-        g_next = torch.where(end, at_end, inside)
-        out[t] = g_next
+        nt = (~terminated[t].bool()).to(rewards.dtype)
+        g = rewards[t] + gamma * nt * next_values[t]
+        if t < T - 1:
+            goes_on = nt * (~truncated[t].bool()).to(rewards.dtype)
+            g = g + gamma * lam * goes_on * (out[t + 1] - values[t + 1])
+        out[t] = g
     return out
 
 
@@ -573,4 +586,171 @@ LAMBDA_RETURNS = Spec(
     extra={"cpu_only": ("numba",), "harness_form": _with_reference_advantages},
 )
 
-FAMILY: tuple[Spec, ...] = (TD_ERRORS, GAE, LAMBDA_RETURNS)
+# ---------------------------------------------------------------------------------------------
+# advantage normalisation
+
+
+def normalize_advantages_reference(adv, mask=None, eps=1e-8):
+    """(Âᵢ − Ā)/(s + eps) with Ā = Σ Âᵢ/n and s² = Σ (Âᵢ − Ā)²/(n − 1) over the selected entries,
+    by plain loops; masked-out entries are 0."""
+    validate_float_tensor(adv, "adv", finite=False)
+    if adv.dim() == 0 or adv.numel() == 0:
+        raise ValueError("adv must be a non-empty tensor")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    m = None if mask is None else validate_mask(mask, "mask", adv.shape, adv.device)
+    validate_finite(adv, "adv", mask=m)
+    flat = adv.reshape(-1)
+    keep = [i for i in range(flat.numel()) if m is None or bool(m.reshape(-1)[i])]
+    if len(keep) < 2:
+        raise ValueError(f"{'mask' if m is not None else 'adv'} must select at least 2 entries, got {len(keep)}")
+    mean = sum(flat[i] for i in keep) / len(keep)
+    std = torch.sqrt(sum((flat[i] - mean) ** 2 for i in keep) / (len(keep) - 1))
+    selected = set(keep)
+    out = [(flat[i] - mean) / (std + eps) if i in selected else torch.zeros((), dtype=adv.dtype, device=adv.device)
+           for i in range(flat.numel())]
+    return torch.stack(out).reshape(adv.shape)
+
+
+def _normalize_cases(ctx: VerifyContext, offset: int):
+    g = ctx.generator(offset)
+    out = []
+    for shape in [(2,), (50,), (6, 7)]:
+        x = 3 * torch.randn(shape, dtype=F64, device=ctx.device, generator=g) + 7
+        m = torch.rand(shape, device=ctx.device, generator=g) < 0.6
+        m.view(-1)[:2] = True
+        out.append((x, m))
+    return out
+
+
+def _normalize_moments(impl: Callable, ctx: VerifyContext) -> Outcome:
+    """eps = 0: the selected outputs have mean 0 and Bessel-corrected std 1 (Python sums)."""
+    err = 0.0
+    for x, m in _normalize_cases(ctx, 140):
+        for mask in (None, m):
+            y = impl(x, mask, eps=0.0).reshape(-1)
+            sel = [float(y[i]) for i in range(y.numel()) if mask is None or bool(mask.reshape(-1)[i])]
+            mean = sum(sel) / len(sel)
+            var = sum((v - mean) ** 2 for v in sel) / (len(sel) - 1)
+            err = max(err, abs(mean), abs(math.sqrt(var) - 1.0))
+    return outcome_within(err)
+
+
+def _normalize_definition(impl: Callable, ctx: VerifyContext) -> Outcome:
+    """== (Â − mean)/(torch.std(unbiased) + eps) of the selected entries, 0 where masked; masked-out
+    NaN changes nothing."""
+    err = 0.0
+    for x, m in _normalize_cases(ctx, 141):
+        for eps in (1e-8, 0.5):
+            want = (x - x.mean()) / (x.std() + eps)
+            err = max(err, max_abs_error(impl(x, None, eps=eps), want))
+            sel = x[m]
+            want_m = torch.zeros_like(x)
+            want_m[m] = (sel - sel.mean()) / (sel.std() + eps)
+            nan_out = torch.where(m, x, torch.full_like(x, float("nan")))
+            err = max(err, max_abs_error(impl(nan_out, m, eps=eps), want_m))
+    return outcome_within(err)
+
+
+def _normalize_constant_batch(impl: Callable, ctx: VerifyContext) -> Outcome:
+    """A constant batch (s = 0) gives 0 everywhere with eps > 0: finite, no 0/0."""
+    x = torch.full((5,), 2.5, dtype=F64, device=ctx.device)
+    return outcome_within(max_abs_error(impl(x, None, eps=1e-8), torch.zeros_like(x)))
+
+
+def _normalize_gradcheck_cases(impl, ctx):
+    (x, _), (_, _), (y, m) = _normalize_cases(ctx, 142)
+    return [(lambda v: impl(v), (x.clone().requires_grad_(True),)),
+            (lambda v: impl(v, m[:2], eps=0.1), (y[:2].clone().requires_grad_(True),))]
+
+
+def normalize_population_std(adv, mask=None, eps=1e-8):
+    """Population std (ddof = 0, NumPy's default) instead of the unbiased one."""
+    sel = adv if mask is None else adv[mask.bool()]
+    out = (adv - sel.mean()) / (sel.std(correction=0) + eps)
+    return out if mask is None else torch.where(mask.bool(), out, torch.zeros_like(out))
+
+
+def normalize_mask_ignored(adv, mask=None, eps=1e-8):
+    """Statistics over every entry, padding included (the mask only zeroes the output)."""
+    out = (adv - adv.mean()) / (adv.std() + eps)
+    return out if mask is None else torch.where(mask.bool(), out, torch.zeros_like(out))
+
+
+def normalize_without_eps(adv, mask=None, eps=1e-8):
+    """eps ignored: a constant batch divides 0 by 0."""
+    sel = adv if mask is None else adv[mask.bool()]
+    out = (adv - sel.mean()) / sel.std()
+    return out if mask is None else torch.where(mask.bool(), out, torch.zeros_like(out))
+
+
+def _normalize_inputs():
+    import numpy as np
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    def build(t):
+        x, m, use_mask, constant = t
+        if constant:
+            x = np.full_like(x, x.flat[0])
+        if not use_mask:
+            return Call((torch.as_tensor(x),))
+        m = m.copy()
+        m.flat[:2] = True
+        return Call((torch.as_tensor(np.where(m, x, np.nan)), torch.as_tensor(m)))
+
+    shape = st.sampled_from([(2,), (3,), (6,), (2, 3)])
+    return shape.flatmap(lambda s: st.tuples(
+        arrays(np.float64, s, elements=st.integers(-20, 20).map(lambda i: i / 4)),
+        arrays(np.bool_, s, elements=st.booleans()),
+        st.booleans(), st.booleans(),
+    )).map(build)
+
+
+def _normalize_bad_inputs() -> tuple[BadInput, ...]:
+    def x(d, *vals):
+        return torch.tensor(vals or (1.0, 2.0, 4.0, 0.5), dtype=F64, device=d)
+
+    def m(d, *vals):
+        return torch.tensor(vals, dtype=torch.bool, device=d)
+
+    return (
+        BadInput("one entry", lambda f, d: f(x(d, 1.0)), "adv"),
+        BadInput("mask selects one entry", lambda f, d: f(x(d), m(d, True, False, False, False)), "mask"),
+        BadInput("mask shape", lambda f, d: f(x(d), m(d, True, True, True)), "mask"),
+        BadInput("inf entry", lambda f, d: f(x(d, 1.0, float("inf"))), "adv"),
+        BadInput("eps < 0", lambda f, d: f(x(d), eps=-1.0), "eps"),
+        BadInput("integer adv", lambda f, d: f(x(d).long()), "adv"),
+    )
+
+
+NORMALIZE_ADVANTAGES = Spec(
+    name="normalize_advantages",
+    title="advantage normalisation",
+    area="core",
+    formula="Ãᵢ = (Âᵢ − Ā)/(s + eps), Ā = mean, s² = Σ(Âᵢ − Ā)²/(n − 1) over the selected entries",
+    source="the PPO implementations of OpenAI baselines, Stable-Baselines3 and CleanRL (torch.std)",
+    function=normalize_advantages,
+    reference=normalize_advantages_reference,
+    implementations={"fast": normalize_advantages, "reference": normalize_advantages_reference},
+    properties=(
+        Property("moments", "eps = 0: mean 0, unbiased std 1 over the selected entries", _normalize_moments),
+        Property("definition", "== (Â − mean)/(torch.std + eps), masked-out NaN ignored", _normalize_definition),
+        Property("constant_batch", "constant batch → 0 (eps guards 0/0)", _normalize_constant_batch),
+        gradcheck_property(_normalize_gradcheck_cases),
+    ),
+    wrong_variants=(
+        WrongVariant("normalize_population_std", "population std (ddof = 0) instead of the unbiased one",
+                     "np.std's default ddof = 0 (the group version: one-covenant/grail#9)", normalize_population_std),
+        WrongVariant("normalize_mask_ignored", "mean/std over padding entries too", "derivation",
+                     normalize_mask_ignored),
+        WrongVariant("normalize_without_eps", "no eps: a constant batch gives 0/0 = NaN",
+                     "derivation (the group version: NVIDIA-NeMo/RL#4161)", normalize_without_eps),
+    ),
+    bad_inputs=_normalize_bad_inputs(),
+    inputs=_normalize_inputs,
+    doc="docs/formulas/normalize-advantages.md",
+    proof="pgmath.proofs.batch_baseline",
+)
+
+FAMILY: tuple[Spec, ...] = (TD_ERRORS, GAE, LAMBDA_RETURNS, NORMALIZE_ADVANTAGES)

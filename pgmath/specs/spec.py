@@ -24,6 +24,7 @@ implementation with itself.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +172,30 @@ class Spec:
             return None
         module, _, fn = self.proof.partition(":")
         return getattr(importlib.import_module(module), fn or "prove")
+
+    def proof_keyword(self) -> str | None:
+        """The keyword of the proof that takes this formula's implementation: ``extra
+        ["proof_keyword"]`` if given, else the ``impl``/``*_impl`` keyword whose default is
+        ``self.function``; ``None`` if the proof takes no implementation of this formula."""
+        prove = self.load_proof()
+        if prove is None:
+            return None
+        if "proof_keyword" in self.extra:
+            return str(self.extra["proof_keyword"])
+        for name, p in inspect.signature(prove).parameters.items():
+            if (name == "impl" or name.endswith("_impl")) and p.default is self.function:
+                return name
+        return None
+
+    def run_proof(self, impl: Callable[..., Any] | None = None) -> Any:
+        """Run the proof with ``impl`` (default: the spec's function) as this formula's
+        implementation; ``extra["proof_form"]`` adapts the spec's signature to the proof's.
+        Returns the proof's ``ProofResult``: it fails when ``impl`` is wrong."""
+        prove, keyword = self.load_proof(), self.proof_keyword()
+        if prove is None or keyword is None:
+            raise ValueError(f"spec {self.name!r} has no proof that takes its implementation")
+        form = self.extra.get("proof_form", lambda f: f)
+        return prove(**{keyword: form(self.function if impl is None else impl)})
 
 
 # ---------------------------------------------------------------------------------------------

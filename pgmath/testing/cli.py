@@ -28,7 +28,7 @@ import torch
 
 from pgmath.testing import checks
 
-__all__ = ["add_commands", "load_target", "run_check"]
+__all__ = ["add_commands", "load_target", "options_from_args", "run_check"]
 
 KINDS = ("gae", "returns", "ppo-loss", "kl", "group-advantages")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -88,26 +88,29 @@ def load_target(spec: str) -> Callable[..., Any]:
     return obj
 
 
+def options_from_args(args: argparse.Namespace) -> checks.CheckOptions:
+    """The :class:`~pgmath.testing.checks.CheckOptions` of the shared command-line options."""
+    return checks.CheckOptions(
+        max_examples=args.max_examples, seed=args.seed, dtype=_DTYPES[args.dtype], device=args.device,
+        rtol=args.rtol, atol=args.atol, edge_cases=args.edge_cases, arrays=args.arrays,
+    )
+
+
 def _call_check(kind: str, fn: Callable[..., Any], args: argparse.Namespace) -> checks.CheckReport:
-    common = {
-        "max_examples": args.max_examples, "seed": args.seed, "dtype": _DTYPES[args.dtype],
-        "device": args.device, "rtol": args.rtol, "atol": args.atol, "edge_cases": args.edge_cases,
-    }
+    opts = options_from_args(args)
     if kind == "gae":
-        return checks.check_gae(fn, convention=args.convention, arrays=args.arrays, **common)
+        return checks.check_gae(fn, convention=args.convention, options=opts)
     if kind == "returns":
-        return checks.check_returns(fn, convention=args.convention, bootstrap=args.bootstrap, arrays=args.arrays,
-                                    **common)
+        return checks.check_returns(fn, convention=args.convention, bootstrap=args.bootstrap, options=opts)
     if kind == "ppo-loss":
         return checks.check_ppo_loss(
             fn, clip_eps=args.clip_eps, clip_eps_high=args.clip_eps_high, dual_clip=args.dual_clip,
-            convention=args.convention, masked=args.masked, gradients=args.gradients, arrays=args.arrays, **common,
+            convention=args.convention, masked=args.masked, gradients=args.gradients, options=opts,
         )
     if kind == "kl":
-        return checks.check_kl_estimator(fn, args.estimator or "k3", arrays=args.arrays or "torch", **common)
+        return checks.check_kl_estimator(fn, args.estimator or "k3", options=opts)
     return checks.check_group_advantages(
-        fn, estimator=args.estimator or "grpo", normalize_std=args.normalize_std, eps=args.eps,
-        arrays=args.arrays or "torch", **common,
+        fn, estimator=args.estimator or "grpo", normalize_std=args.normalize_std, eps=args.eps, options=opts,
     )
 
 

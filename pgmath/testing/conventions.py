@@ -1,6 +1,6 @@
 """Adapters from pgmath's rollout conventions to those of other libraries.
 
-A check draws a rollout in pgmath's conventions (:class:`~pgmath.testing.strategies.RolloutCase`,
+A check draws a rollout in pgmath's conventions (:class:`~pgmath.rollouts.Rollout`,
 time-major ``[T, *B]``), hands it to the user's function in *their* convention, and brings the
 answer back to ``[T, *B]`` float64 for the comparison. So a user wraps nothing.
 
@@ -50,14 +50,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pgmath.testing.strategies import RolloutCase
+from pgmath.rollouts import Rollout
 
 __all__ = [
     "GAE_CONVENTIONS",
     "RETURNS_CONVENTIONS",
     "AdapterResult",
     "Convention",
+    "ConventionError",
+    "get_convention",
     "output_eps",
+    "rlax_lambda_position",
     "to_numpy",
     "to_rlax",
     "to_sb3",
@@ -133,7 +136,15 @@ class Convention:
     name: str
     signature: str
     arrays: ArrayKind  # what the function receives by default
-    call: Callable[[Callable[..., Any], RolloutCase, ArrayKind], AdapterResult]
+    call: Callable[[Callable[..., Any], Rollout, ArrayKind], AdapterResult]
+
+
+def _require(case: Rollout, what: str, *names: str) -> None:
+    """A ``ValueError`` naming the harness fields ``what`` needs that ``case`` lacks."""
+    missing = [n for n in names if getattr(case, n) is None]
+    if missing:
+        raise ValueError(f"{what} needs a rollout with {', '.join(missing)} set "
+                         "(make_rollout and the rollouts() strategy set every field)")
 
 
 def _flat(x: torch.Tensor, T: int) -> torch.Tensor:
@@ -181,7 +192,7 @@ def _show(**xs: torch.Tensor) -> dict[str, np.ndarray]:
 # pgmath
 
 
-def _gae_pgmath(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
+def _gae_pgmath(fn, case: Rollout, kind: ArrayKind) -> AdapterResult:
     out = fn(
         _arr(case.rewards, kind), _arr(case.values, kind), _arr(case.next_values, kind),
         _arr(case.terminated, kind), _arr(case.truncated, kind), gamma=case.gamma, lam=case.lam,
@@ -191,7 +202,7 @@ def _gae_pgmath(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
     return AdapterResult(a, v, eps)
 
 
-def _returns_pgmath(fn, case: RolloutCase, kind: ArrayKind, bootstrap: bool = True) -> AdapterResult:
+def _returns_pgmath(fn, case: Rollout, kind: ArrayKind, bootstrap: bool = True) -> AdapterResult:
     kw: dict[str, Any] = {"gamma": case.gamma}
     if bootstrap:
         kw["next_values"] = _arr(case.next_values, kind)
@@ -205,7 +216,7 @@ def _returns_pgmath(fn, case: RolloutCase, kind: ArrayKind, bootstrap: bool = Tr
 # Stable-Baselines3 / CleanRL
 
 
-def to_sb3(case: RolloutCase) -> dict[str, torch.Tensor]:
+def to_sb3(case: Rollout) -> dict[str, torch.Tensor]:
     """The rollout as Stable-Baselines3 stores it: ``[T, n_envs]`` / ``[n_envs]`` tensors.
 
     ``rewards`` has a truncation's bootstrap folded in (``rₜ + γ V(final obs)`` where the step was
@@ -214,6 +225,7 @@ def to_sb3(case: RolloutCase) -> dict[str, torch.Tensor]:
     value of the observation returned after the last step and ``dones`` whether it ended an
     episode.
     """
+    _require(case, "to_sb3", "gamma", "last_values", "first_episode_start")
     T = case.T
     fold = case.truncated & ~case.terminated
     rewards = case.rewards + case.gamma * fold.to(case.dtype) * case.next_values
@@ -228,7 +240,7 @@ def to_sb3(case: RolloutCase) -> dict[str, torch.Tensor]:
     }
 
 
-def _gae_sb3(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
+def _gae_sb3(fn, case: Rollout, kind: ArrayKind) -> AdapterResult:
     x = to_sb3(case)
     out = fn(
         _arr(x["rewards"], kind), _arr(x["values"], kind), _arr(x["episode_starts"], kind),
@@ -249,13 +261,14 @@ def _gae_sb3(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
 # rlax
 
 
-def to_rlax(case: RolloutCase) -> dict[str, torch.Tensor]:
+def to_rlax(case: Rollout) -> dict[str, torch.Tensor]:
     """The rollout as rlax sequences, stacked over environments on the last axis.
 
     Returns ``r_t [T, N]``, ``discount_t [T, N]`` (γ (1 − terminated), and 0 where a truncation
     was folded into ``r_t``), ``values [T+1, N]`` (``values[T]`` bootstraps the last step) and
     ``v_t [T, N]`` (values of the next states, for rlax's ``discounted_returns``).
     """
+    _require(case, "to_rlax", "gamma", "last_values")
     T, g = case.T, case.gamma
     last = torch.zeros_like(case.terminated)
     last[-1] = True
@@ -274,7 +287,7 @@ def to_rlax(case: RolloutCase) -> dict[str, torch.Tensor]:
     }
 
 
-def _rlax_lambda_position(fn: Callable[..., Any]) -> int:
+def rlax_lambda_position(fn: Callable[..., Any]) -> int:
     """2 for rlax's order (r_t, discount_t, lambda_, values); 3 for (r_t, discount_t, values, lam)."""
     try:
         params = [
@@ -288,9 +301,9 @@ def _rlax_lambda_position(fn: Callable[..., Any]) -> int:
     return 2
 
 
-def _gae_rlax(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
+def _gae_rlax(fn, case: Rollout, kind: ArrayKind) -> AdapterResult:
     x = to_rlax(case)
-    pos = _rlax_lambda_position(fn)
+    pos = rlax_lambda_position(fn)
     T, B = case.T, case.batch_shape
     advs, vts, eps = [], [], 0.0
     for j in range(x["r_t"].shape[1]):
@@ -309,7 +322,7 @@ def _gae_rlax(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
     return AdapterResult(adv, vt, eps, shown)
 
 
-def _returns_rlax(fn, case: RolloutCase, kind: ArrayKind, bootstrap: bool = True) -> AdapterResult:
+def _returns_rlax(fn, case: Rollout, kind: ArrayKind, bootstrap: bool = True) -> AdapterResult:
     x = to_rlax(case)
     T, B = case.T, case.batch_shape
     v_src = x["v_t"]  # (without bootstrap the check passes next_values = 0)
@@ -327,7 +340,7 @@ def _returns_rlax(fn, case: RolloutCase, kind: ArrayKind, bootstrap: bool = True
 # TorchRL
 
 
-def to_torchrl(case: RolloutCase) -> dict[str, torch.Tensor]:
+def to_torchrl(case: Rollout) -> dict[str, torch.Tensor]:
     """The rollout batch-major ``[N, T, 1]`` as TorchRL's functional value estimators take it."""
     T = case.T
 
@@ -343,19 +356,19 @@ def to_torchrl(case: RolloutCase) -> dict[str, torch.Tensor]:
     }
 
 
-def _from_batch_major(a: np.ndarray, case: RolloutCase) -> np.ndarray:
+def _from_batch_major(a: np.ndarray, case: Rollout) -> np.ndarray:
     N = a.shape[0]
     return a.reshape(N, case.T).T.reshape(case.T, *case.batch_shape)
 
 
-def _read_torchrl(out: object, case: RolloutCase):
+def _read_torchrl(out: object, case: Rollout):
     T = case.T
     N = math.prod(case.batch_shape)
     a, v, eps = _read(out, [(N, T, 1), (N, T)], (N, T), "your function's output")
     return _from_batch_major(a, case), None if v is None else _from_batch_major(v, case), eps
 
 
-def _gae_torchrl(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
+def _gae_torchrl(fn, case: Rollout, kind: ArrayKind) -> AdapterResult:
     x = to_torchrl(case)
     out = fn(
         case.gamma, case.lam, _arr(x["state_value"], kind), _arr(x["next_state_value"], kind),
@@ -365,7 +378,7 @@ def _gae_torchrl(fn, case: RolloutCase, kind: ArrayKind) -> AdapterResult:
     return AdapterResult(a, v, eps)
 
 
-def _returns_torchrl(fn, case: RolloutCase, kind: ArrayKind, bootstrap: bool = True) -> AdapterResult:
+def _returns_torchrl(fn, case: Rollout, kind: ArrayKind, bootstrap: bool = True) -> AdapterResult:
     x = to_torchrl(case)
     nsv = x["next_state_value"]  # (without bootstrap the check passes next_values = 0)
     out = fn(

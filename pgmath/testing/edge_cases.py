@@ -5,7 +5,8 @@ that ends at the first or the last step, one that ends at every step, a truncati
 bootstrap value differs from the reset observation's, both flags at once, T = 1, γ and λ at 0
 and 1; for losses, every quadrant of PPO's clip (ρ above / below the range, Â positive /
 negative) and a batch whose every entry is masked; for KL estimators, identical policies and
-extreme log-ratios; for group advantages, constant groups (zero standard deviation).
+extreme log-ratios; for group advantages, constant groups (zero standard deviation) and a large
+common offset.
 
 The numbers are fixed (seeded NumPy generator, two decimals) so a failing edge case reads the
 same every time.
@@ -18,7 +19,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from pgmath.testing.strategies import RolloutCase, make_rollout
+from pgmath.rollouts import Rollout
+from pgmath.testing.strategies import make_rollout
 
 __all__ = [
     "GroupCase",
@@ -42,7 +44,7 @@ class _LabelledRepr:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-def rollout_edge_cases(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> list[RolloutCase]:
+def rollout_edge_cases(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> list[Rollout]:
     """Named rollouts: episode ends at the first / last / every step, truncation bootstrap, …
 
     Every case has two environments; environment 0 carries the named pattern and environment 1
@@ -50,7 +52,7 @@ def rollout_edge_cases(dtype: torch.dtype = torch.float64, device: torch.device 
     """
     rng = np.random.default_rng(20240801)
 
-    def case(label: str, kinds: list[list[int]], gamma: float = 0.9, lam: float = 0.8) -> RolloutCase:
+    def case(label: str, kinds: list[list[int]], gamma: float = 0.9, lam: float = 0.8) -> Rollout:
         k = np.asarray(kinds, dtype=np.int64).T  # [T, B]
         T, B = k.shape
         r = np.round(rng.uniform(-2, 2, (T, B)), 2)
@@ -176,7 +178,8 @@ class GroupCase(_LabelledRepr):
 
 
 def group_edge_cases(dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> list[GroupCase]:
-    """Constant groups (std = 0), binary rewards, two samples, mixed groups, large rewards."""
+    """Constant groups (std = 0), binary rewards, two samples, mixed groups, large rewards, a large
+    common offset (where a one-pass variance loses every digit)."""
     t = {"dtype": dtype, "device": device}
 
     def mk(label, r):
@@ -188,4 +191,7 @@ def group_edge_cases(dtype: torch.dtype = torch.float64, device: torch.device | 
         mk("binary rewards", [[1.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]]),
         mk("two samples per group", [[0.0, 1.0], [3.0, -1.0], [2.0, 2.0]]),
         mk("large rewards", [[1000.0, -250.0, 10.0], [5e3, 5e3, 4e3]]),
+        # a one-pass variance E[r²] − E[r]² cancels catastrophically here (r² ≈ 1e16)
+        mk("a large common offset (1e8 + a small spread)",
+           [[1e8, 1e8 + 16.5, 1e8 + 40.25, 1e8 + 8.75], [0.0, 1.0, 1.0, 0.0]]),
     ]

@@ -9,7 +9,8 @@ Loaded automatically once pgmath is installed (``pytest11`` entry point ``pgmath
 
 Fixtures: ``check_gae``, ``check_returns``, ``check_ppo_loss``, ``check_kl_estimator``,
 ``check_group_advantages`` (the functions of :mod:`pgmath.testing.checks` with the session's
-settings applied), ``pgmath_checks`` (all of them on one object) and ``pgmath_mutants`` (the
+settings applied), ``pgmath_checks`` (all of them on one object: ``pgmath_checks.gae(fn)``,
+``pgmath_checks.ppo_loss(fn)``, …) and ``pgmath_mutants`` (the
 catalogue of buggy implementations, to show that a check of your own rejects them).
 
 Options (command line, or ``[tool.pytest.ini_options]``): ``--pgmath-max-examples N`` /
@@ -28,7 +29,8 @@ from typing import Any
 import pytest
 
 from pgmath.testing import checks
-from pgmath.testing.mutants import MUTANTS, Mutant
+from pgmath.testing.checks import CheckOptions, CheckReport
+from pgmath.testing.mutants import Mutant, catalogue
 
 __all__ = ["PgmathChecks"]
 
@@ -64,22 +66,23 @@ _CHECKS = {
 class PgmathChecks:
     """The checks of :mod:`pgmath.testing.checks` with a session's ``max_examples`` / ``seed``.
 
-    Attributes ``gae``, ``returns``, ``ppo_loss``, ``kl_estimator``, ``group_advantages``: the
-    checks, with ``max_examples`` and ``seed`` defaulting to the session's.
+    Attributes ``gae``, ``returns``, ``ppo_loss``, ``kl_estimator``, ``group_advantages``
+    (``pgmath_checks.gae(fn)`` runs :func:`~pgmath.testing.check_gae`): the checks, run with
+    :attr:`options` unless the call passes its own ``options=``; keywords override either.
     """
 
     def __init__(self, max_examples: int | None = None, seed: int | None = None):
         self.max_examples = checks.DEFAULT_MAX_EXAMPLES if max_examples is None else max_examples
         self.seed = seed
+        self.options = CheckOptions(max_examples=self.max_examples, seed=seed)
 
-    def __getattr__(self, name: str) -> Callable[..., checks.CheckReport]:
+    def __getattr__(self, name: str) -> Callable[..., CheckReport]:
         if name not in _CHECKS:
             raise AttributeError(name)
         check = _CHECKS[name]
 
-        def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> checks.CheckReport:
-            kwargs.setdefault("max_examples", self.max_examples)
-            kwargs.setdefault("seed", self.seed)
+        def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> CheckReport:
+            kwargs.setdefault("options", self.options)
             return check(fn, *args, **kwargs)
 
         run.__name__ = check.__name__
@@ -111,4 +114,4 @@ for _name in _CHECKS:
 @pytest.fixture
 def pgmath_mutants() -> tuple[Mutant, ...]:
     """The catalogue :data:`pgmath.testing.mutants.MUTANTS` of buggy implementations."""
-    return MUTANTS
+    return catalogue()

@@ -1,6 +1,7 @@
 """Hypothesis strategies for policy-gradient data: rollouts, logits, reward groups, tabular MDPs.
 
-* :func:`rollouts` — realistic time-major rollouts ``[T, *B]`` (:class:`RolloutCase`): random
+* :func:`rollouts` — realistic time-major rollouts ``[T, *B]`` (:class:`pgmath.rollouts.Rollout`
+  with every harness field set: ``last_values``, ``first_episode_start``, γ, λ): random
   terminated / truncated patterns, shapes, dtypes and devices, drawn the way a vectorised
   environment produces them. ``next_values[t] == values[t+1]`` inside an episode; where an
   episode was truncated ``next_values[t]`` is the value of its real final observation (a fresh
@@ -28,9 +29,10 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from pgmath.rollouts import Rollout
+
 __all__ = [
     "LogitBatch",
-    "RolloutCase",
     "batch_shapes",
     "logit_batches",
     "reward_groups",
@@ -43,84 +45,8 @@ __all__ = [
 _NONE, _TERM, _TRUNC, _BOTH = 0, 1, 2, 3
 
 
-@dataclass(frozen=True, repr=False)
-class RolloutCase:
-    """One time-major rollout ``[T, *B]`` in pgmath's conventions, with what other libraries need.
-
-    Attributes:
-      rewards: ``[T, *B]`` rₜ.
-      values: ``[T, *B]`` V(sₜ) (after a done, sₜ is the reset observation).
-      next_values: ``[T, *B]`` V(sₜ₊₁): ``values[t+1]`` inside an episode; the real final
-        observation's value where the episode ended at t.
-      terminated: ``[T, *B]`` bool, sₜ₊₁ is terminal.
-      truncated: ``[T, *B]`` bool, the episode was cut after step t.
-      last_values: ``[*B]`` value of the observation a vectorised env returns after the last step
-        (the reset observation when the episode ended at T−1, else ``next_values[T-1]``); this is
-        Stable-Baselines3's ``last_values``.
-      first_episode_start: ``[*B]`` bool, observation 0 began an episode (SB3's
-        ``episode_starts[0]``; it never matters to a correct GAE).
-      gamma, lam: the discount γ and GAE's λ to use with this rollout.
-      label: a name for hand-made edge cases ("" for drawn ones).
-    """
-
-    rewards: torch.Tensor
-    values: torch.Tensor
-    next_values: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-    last_values: torch.Tensor
-    first_episode_start: torch.Tensor
-    gamma: float
-    lam: float
-    label: str = ""
-
-    @property
-    def T(self) -> int:
-        return int(self.rewards.shape[0])
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.rewards.shape[1:])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.rewards.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.rewards.device
-
-    @property
-    def done(self) -> torch.Tensor:
-        """``terminated | truncated``: the episode ended after step t."""
-        return self.terminated | self.truncated
-
-    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> RolloutCase:
-        """The same rollout with its float tensors cast to ``dtype`` and all moved to ``device``."""
-
-        def cv(x: torch.Tensor) -> torch.Tensor:
-            return x.to(device=device, dtype=dtype if x.is_floating_point() else x.dtype)
-
-        return RolloutCase(
-            cv(self.rewards), cv(self.values), cv(self.next_values), cv(self.terminated),
-            cv(self.truncated), cv(self.last_values), cv(self.first_episode_start),
-            self.gamma, self.lam, self.label,
-        )
-
-    def __repr__(self) -> str:
-        def fmt(x: torch.Tensor) -> str:
-            a = x.detach().cpu()
-            a = a.to(torch.int8) if a.dtype == torch.bool else a.double()
-            return np.array2string(a.numpy(), separator=", ", max_line_width=10_000)
-
-        label = f", label={self.label!r}" if self.label else ""
-        return (
-            f"RolloutCase(T={self.T}, batch_shape={self.batch_shape}, dtype={self.dtype}, "
-            f"device={self.device}, gamma={self.gamma!r}, lam={self.lam!r}{label}, "
-            f"rewards={fmt(self.rewards)}, values={fmt(self.values)}, "
-            f"next_values={fmt(self.next_values)}, terminated={fmt(self.terminated)}, "
-            f"truncated={fmt(self.truncated)}, last_values={fmt(self.last_values)})"
-        )
+#: Deprecated alias: the harness's rollouts are :class:`pgmath.rollouts.Rollout` s.
+RolloutCase = Rollout
 
 
 def make_rollout(
@@ -135,8 +61,8 @@ def make_rollout(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     label: str = "",
-) -> RolloutCase:
-    """Build a realistic :class:`RolloutCase` from what an environment loop would record.
+) -> Rollout:
+    """A realistic :class:`~pgmath.rollouts.Rollout` built from what an environment loop records.
 
     Args:
       rewards: ``[T, *B]`` rₜ.
@@ -165,9 +91,7 @@ def make_rollout(
         fes = torch.ones(r.shape[1:], dtype=torch.bool)
     else:
         fes = torch.as_tensor(np.asarray(first_episode_start, dtype=bool))
-    case = RolloutCase(
-        r, vo[:-1], next_values, term, trunc, vo[-1], fes, float(gamma), float(lam), label
-    )
+    case = Rollout(r, vo[:-1], next_values, term, trunc, vo[-1], fes, float(gamma), float(lam), label)
     return case.to(dtype=dtype, device=device)
 
 
@@ -209,8 +133,10 @@ def rollouts(
     truncations: bool = True,
     both_flags: bool = True,
     value_bound: float = 10.0,
-) -> RolloutCase:
-    """Realistic time-major rollouts (:class:`RolloutCase`) with random episode-end patterns.
+) -> Rollout:
+    """Realistic time-major rollouts with random episode-end patterns: a
+    :class:`~pgmath.rollouts.Rollout` with every field set (``last_values``,
+    ``first_episode_start``, γ, λ).
 
     Args:
       min_T, max_T: range of the time axis T.

@@ -37,7 +37,7 @@ episode); a row fails if any sampled episode was truncated anyway.
 
 Sizes: 20 000 episodes per set-up (5 000 with ``--quick``; ``--samples`` overrides). Below
 about 5 000 episodes the level of the T² test on heavy-tailed REINFORCE samples exceeds α
-(see :mod:`pgmath.estimators.stats`).
+(see :mod:`pgmath.stats`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ from scipy import stats as _sps
 
 from pgmath.estimators.expected import expected_gradient, gae_value_error_bias
 from pgmath.estimators.policy_gradient import perturbed_values, samples_for_all
-from pgmath.estimators.stats import UnbiasedTest, check_unbiased, hotelling_power
 from pgmath.estimators.variance import cosine_curve, error_curve, gae_bias_curve, variance_reduction
 from pgmath.mdp import (
     LinearSoftmaxPolicy,
@@ -62,9 +61,10 @@ from pgmath.mdp import (
     short_corridor,
     short_corridor_features,
 )
+from pgmath.stats import UnbiasedTest, hotelling_power, unbiasedness_test
 from pgmath.verification import Check, Outcome, VerifyContext
 
-__all__ = ["ALPHA", "checks", "write_artifacts"]
+__all__ = ["ALPHA", "checks", "verify_false_alarm_rate", "verify_gae_bias_endpoints", "write_artifacts"]
 
 ALPHA = 1e-3
 F64 = torch.float64
@@ -229,7 +229,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _unbiased(d: _Data, label: str) -> Outcome:
-    t = check_unbiased(d.samples[label], d.exact, alpha=ALPHA)
+    t = unbiasedness_test(d.samples[label], d.exact, alpha=ALPHA)
     predicted = _rel(d.expected[label], d.exact)
     data = {**_test_data(t), "predicted_relative_bias": predicted, "truncated": 0}
     if predicted > 1e-9:  # theory must agree that this configuration is unbiased
@@ -239,7 +239,7 @@ def _unbiased(d: _Data, label: str) -> Outcome:
 
 def _detected(d: _Data, label: str) -> Outcome:
     x = d.samples[label]
-    t = check_unbiased(x, d.exact, alpha=ALPHA)
+    t = unbiasedness_test(x, d.exact, alpha=ALPHA)
     bias = d.expected[label] - d.exact
     power = hotelling_power(x, bias, alpha=ALPHA)
     predicted = float(bias.norm() / d.exact.norm())
@@ -250,25 +250,25 @@ def _detected(d: _Data, label: str) -> Outcome:
 
 
 def _predicted(d: _Data, label: str) -> Outcome:
-    t = check_unbiased(d.samples[label], d.expected[label], alpha=ALPHA)
+    t = unbiasedness_test(d.samples[label], d.expected[label], alpha=ALPHA)
     predicted = _rel(d.expected[label], d.exact)
     return Outcome(t.passed, f"{t.summary()}; E[ĝ] is ∇J {predicted:+.1%}",
                    {**_test_data(t), "predicted_relative_bias_vs_exact": predicted})
 
 
-def _row_unbiased(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
+def _verify_unbiased(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
     return _row(suite, key, lambda d: _unbiased(d, label))
 
 
-def _row_detected(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
+def _verify_detected(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
     return _row(suite, key, lambda d: _detected(d, label))
 
 
-def _row_predicted(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
+def _verify_predicted(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
     return _row(suite, key, lambda d: _predicted(d, label))
 
 
-def _row_variance(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
+def _verify_variance(suite: _Suite, key: str, label: str) -> Callable[[VerifyContext], Outcome]:
     def fn(ctx: VerifyContext) -> Outcome:
         d = suite.data(key)
         table = variance_reduction({"reinforce": d.samples["reinforce"], label: d.samples[label]}, d.exact)
@@ -284,7 +284,7 @@ def _calibration_sizes(ctx: VerifyContext) -> tuple[int, int]:
     return (40, 2000) if ctx.quick else (100, 2000)
 
 
-def _row_calibration(ctx: VerifyContext) -> Outcome:
+def verify_false_alarm_rate(ctx: VerifyContext) -> Outcome:
     """KS test that p-values of R independent REINFORCE sample sets are Uniform(0, 1)."""
     R, n = _calibration_sizes(ctx)
     mdp, logits = _random_parts()
@@ -293,7 +293,7 @@ def _row_calibration(ctx: VerifyContext) -> Outcome:
                                   generator=ctx.generator(500))
     exact = mdp.exact_policy_gradient(logits)
     x = samples["r"].reshape(R, n, *exact.shape)
-    p = torch.tensor([check_unbiased(x[i], exact, alpha=ALPHA).p_value for i in range(R)], dtype=F64)
+    p = torch.tensor([unbiasedness_test(x[i], exact, alpha=ALPHA).p_value for i in range(R)], dtype=F64)
     ks = _sps.kstest(p.numpy(), "uniform")
     rate05, rate01 = float((p < 0.05).to(F64).mean()), float((p < 0.01).to(F64).mean())
     stat = (f"KS D = {ks.statistic:.3f}, p = {ks.pvalue:.2g}; rejections at 0.05: {rate05:.1%}, "
@@ -303,7 +303,7 @@ def _row_calibration(ctx: VerifyContext) -> Outcome:
                     "rate_0.05": rate05, "rate_0.01": rate01, "sets": R, "episodes_per_set": n})
 
 
-def _row_gae_bias_endpoints(ctx: VerifyContext) -> Outcome:
+def verify_gae_bias_endpoints(ctx: VerifyContext) -> Outcome:
     """b(1) = 0 and b(0) = Σₛ d(s) π(a|s) (f − Σ_b π f)(s, a) with f = γ P e (closed form)."""
     mdp, logits = _random_parts()
     pi = mdp.policy(logits)
@@ -330,22 +330,22 @@ def checks(ctx: VerifyContext) -> list[Check]:
             biased = label in _BIASED and not s.gamma_one and not s.key.startswith("corridor")
             if biased:
                 rows.append(Check(AREA, label, f"detected as biased: T² vs ∇J, {s.title}",
-                                  _row_detected(suite, s.key, label)))
+                                  _verify_detected(suite, s.key, label)))
                 rows.append(Check(AREA, label, f"mean = predicted biased E[ĝ]: T², {s.title}",
-                                  _row_predicted(suite, s.key, label)))
+                                  _verify_predicted(suite, s.key, label)))
             elif label == "td, V + e":
                 rows.append(Check(AREA, label, f"mean = predicted E[ĝ] (GAE λ = 0 bias): T², {s.title}",
-                                  _row_predicted(suite, s.key, label)))
+                                  _verify_predicted(suite, s.key, label)))
             else:
                 rows.append(Check(AREA, label, f"unbiased: Hotelling T² vs exact ∇J, {s.title}",
-                                  _row_unbiased(suite, s.key, label)))
+                                  _verify_unbiased(suite, s.key, label)))
     for label in ("reward_to_go", "baseline", "actor_critic", "td", "gae"):  # over variance claims
         rows.append(Check(AREA, label, "variance: lower MSE than REINFORCE (paired z, random MDP)",
-                          _row_variance(suite, "random", label)))
-    rows.append(Check(AREA, "check_unbiased", "false-alarm rate: p-values uniform under H₀ (KS)",
-                      _row_calibration))
+                          _verify_variance(suite, "random", label)))
+    rows.append(Check(AREA, "unbiasedness_test", "false-alarm rate: p-values uniform under H₀ (KS)",
+                      verify_false_alarm_rate))
     rows.append(Check(AREA, "GAE(λ) bias, V + e", "exact curve: b(1) = 0, b(0) closed form",
-                      _row_gae_bias_endpoints))
+                      verify_gae_bias_endpoints))
     return rows
 
 
@@ -381,8 +381,8 @@ def curves(ctx: VerifyContext) -> dict:
     sampled, _ = samples_for_all(d.mdp, d.params, cfgs, n_pts, generator=ctx.generator(600))
     for lam in lam_pts:  # over the sampled λ
         x = sampled[str(lam)]
-        t = check_unbiased(x, d.exact, alpha=ALPHA)
-        t_curve = check_unbiased(x, d.exact + gae_value_error_bias(d.mdp, d.params, Vp, lam), alpha=ALPHA)
+        t = unbiasedness_test(x, d.exact, alpha=ALPHA)
+        t_curve = unbiasedness_test(x, d.exact + gae_value_error_bias(d.mdp, d.params, Vp, lam), alpha=ALPHA)
         pts["lam"].append(lam)
         pts["rel_bias"].append(t.relative_bias)
         pts["ci_low"].append(t.relative_bias_ci[0])

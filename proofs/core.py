@@ -6,35 +6,61 @@ symbols and accepts a claim only if sympy reduces the difference to exactly 0
 (:func:`identity`), or—for a sign statement—only if sympy decides the sign from the symbols'
 assumptions (:func:`nonnegative`). A claim that does not reduce to 0 is rejected, and the
 rejection is backed by an exact counterexample point when one exists among a fixed set of
-rational test points (:func:`counterexample`). Nothing here samples numbers to *accept* a claim.
+rational test points (:func:`counterexample`). Nothing here samples numbers to *accept* an
+algebraic claim.
+
+Numeric claims tie a proof to the code: a proof whose statement is computed by a pgmath function
+takes that function as its ``impl`` keyword (the pgmath function by default, any callable with
+its public signature otherwise), evaluates it at a handful of random points drawn from an
+explicitly seeded generator, and compares it with the proven closed form, lambdified to float64
+(:func:`lambdify`), within :data:`TOL` (:func:`agree`). So a proof fails when the *code* is wrong,
+not only when the algebra is.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
 import random
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import sympy as sp
+import torch
 from sympy.polys.fields import FracElement
 
 __all__ = [
+    "TOL",
     "Claim",
+    "Comparison",
     "ProofResult",
+    "agree",
+    "as_float64",
     "counterexample",
     "exp_to_positive",
+    "flag_reduce",
+    "gradient",
     "identity",
+    "impl_keywords",
     "is_zero",
+    "lambdify",
+    "log_softmax",
     "logits",
     "nonnegative",
+    "numpy_rng",
     "report",
+    "resolve",
     "run_module",
     "softmax",
     "to_text",
 ]
+
+#: Tolerance of the numeric claims: |impl − closed form| ≤ TOL · max(1, |closed form|).
+TOL = 1e-10
 
 
 @dataclass(frozen=True)
@@ -94,10 +120,13 @@ def exp_to_positive(expr: sp.Expr, thetas: Sequence[sp.Symbol]) -> sp.Expr:
 
 
 def is_zero(expr: sp.Expr) -> bool:
-    """True iff sympy reduces ``expr`` to exactly 0 (rational normal form, then ``simplify``)."""
+    """True iff sympy reduces ``expr`` to exactly 0 (a polynomial: its expansion; otherwise the
+    rational normal form, then ``simplify``)."""
     expr = sp.sympify(expr)
     if expr == 0:
         return True
+    if expr.is_polynomial():  # the expanded form of a polynomial is canonical: 0 iff it expands to 0
+        return sp.expand(expr) == 0
     reduced = sp.cancel(sp.together(expr))
     if reduced == 0:
         return True
@@ -300,3 +329,138 @@ def softmax(thetas: Sequence[sp.Expr]) -> list[sp.Expr]:
 def logits(prefix: str, n: int) -> list[sp.Symbol]:
     """n real logit symbols ``prefix_0 … prefix_{n-1}``."""
     return list(sp.symbols(f"{prefix}_0:{n}", real=True))
+
+
+def flag_reduce(expr: sp.Expr, flags: Iterable[sp.Symbol]) -> sp.Expr:
+    """The multilinear form of a polynomial in 0/1 flags: expand, then fᵏ → f for every flag f.
+
+    Two polynomials agree on every 0/1 pattern of the flags iff their multilinear forms are
+    equal (a multilinear polynomial vanishing on {0, 1}ⁿ is 0), so ``transform=`` this in
+    :func:`identity` decides "for every pattern of terminated/truncated flags" exactly.
+    """
+    flag_set = set(flags)
+    return sp.expand(sp.sympify(expr)).replace(
+        lambda e: e.is_Pow and e.base in flag_set and e.exp.is_positive and e.exp.is_integer,
+        lambda e: e.base,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# numeric claims: the code against the proven closed form
+
+
+Comparison = tuple[str, Any, Any]  # (label, what the implementation gave, the closed form)
+
+
+def numpy_rng(seed: int) -> np.random.Generator:
+    """An explicitly seeded numpy generator (no global random state)."""
+    return np.random.default_rng(seed)
+
+
+def resolve(dotted: str) -> Any:
+    """The object a dotted name refers to: ``"pgmath.gae"``,
+    ``"pgmath.mdp.TabularMDP.exact_policy_gradient"`` (longest importable module, then attributes)."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[i:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"cannot resolve {dotted!r}")
+
+
+def impl_keywords(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The implementation keywords of a proof function (``impl`` and ``*_impl``) and their defaults.
+
+    Use it to find which keyword takes a given pgmath function, e.g. the keyword of
+    ``pgmath.td_errors`` in :func:`pgmath.proofs.gae.prove` is the one whose default it is.
+    """
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if name == "impl" or name.endswith("_impl")
+    }
+
+
+def _heaviside(x: Any, h0: Any = 0.5) -> np.ndarray:
+    """sympy's Heaviside(x, H0) in numpy (printed directly: sympy's rewrite of it is slow)."""
+    return np.heaviside(x, h0)
+
+
+def lambdify(args: Sequence[Any], exprs: Sequence[sp.Expr]) -> Callable[..., np.ndarray]:
+    """float64 numpy evaluation of sympy ``exprs`` (stacked on a new leading axis).
+
+    ``args`` may nest lists of symbols (a list argument takes an array whose leading axis runs
+    over the list); the values broadcast, so one call evaluates a whole batch of points.
+    """
+    fn = sp.lambdify(list(args), list(exprs), modules=[{"Heaviside": _heaviside}, "numpy"])
+
+    def evaluate(*values: Any) -> np.ndarray:
+        outs = [np.asarray(o, dtype=np.float64) for o in fn(*values)]
+        return np.stack(np.broadcast_arrays(*outs))
+
+    return evaluate
+
+
+def log_softmax(z: torch.Tensor) -> torch.Tensor:
+    """log softmax over the last axis, z − max z − log Σ exp(z − max z), from elementwise ops.
+
+    Same values as ``torch.log_softmax``, whose CPU kernel dispatches even tiny tensors to its
+    thread pool (milliseconds per call and per backward on a busy machine).
+    """
+    shifted = z - z.detach().amax(-1, keepdim=True)
+    return shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))
+
+
+def gradient(output: Any, wrt: torch.Tensor) -> torch.Tensor:
+    """∂ output / ∂ wrt by autograd; zeros when the output does not depend on ``wrt`` at all (an
+    implementation that detaches its input has gradient 0 — a wrong value, not a crash)."""
+    if not isinstance(output, torch.Tensor) or not output.requires_grad:
+        return torch.zeros_like(wrt)
+    (grad,) = torch.autograd.grad(output, wrt, allow_unused=True)
+    return torch.zeros_like(wrt) if grad is None else grad
+
+
+def as_float64(x: Any) -> np.ndarray:
+    """A tensor / array / number as a float64 numpy array (detached, on the CPU)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def agree(
+    statement: str, comparisons: Callable[[], Iterable[Comparison]], *, tol: float = TOL
+) -> Claim:
+    """Claim that an implementation equals the proven closed form at every compared point.
+
+    ``comparisons()`` yields ``(label, got, want)``: ``got`` computed by the implementation,
+    ``want`` by the lambdified closed form, same shape. Accepted iff every entry satisfies
+    |got − want| ≤ ``tol`` · max(1, |want|) (relative for large values, absolute near 0; NaN
+    fails). An exception raised by the implementation rejects the claim with its message.
+    """
+    count, worst = 0, 0.0
+    try:
+        for label, got, want in comparisons():
+            g, w = as_float64(got), as_float64(want)
+            if g.shape != w.shape:
+                return Claim(statement, False, f"{label}: shape {g.shape}, expected {w.shape}")
+            err = np.abs(g - w) / np.maximum(1.0, np.abs(w))
+            bad = ~(err <= tol)
+            if bad.any():
+                i = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.ndim else ()
+                return Claim(
+                    statement,
+                    False,
+                    f"{label}: got {g[i]:.12g}, proven {w[i]:.12g} at index {tuple(int(k) for k in i)} "
+                    f"(error {err[i]:.2e} > {tol:g})",
+                )
+            count += g.size
+            worst = max(worst, float(err.max(initial=0.0)))
+    except Exception as exc:  # a crashing implementation is a wrong one, with its cause shown
+        return Claim(statement, False, f"the implementation raised {type(exc).__name__}: {exc}")
+    if count == 0:
+        return Claim(statement, False, "nothing was compared")
+    return Claim(statement, True, f"{count} values agree within {tol:g} (worst error {worst:.1e})")

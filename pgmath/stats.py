@@ -16,7 +16,7 @@ over actions, and so does the exact gradient d(s) π(a|s) A(s, a): the covarianc
 S zero eigenvalues. Inverting Σ̂ there divides rounding noise by rounding noise. The test is done
 in the span of the non-negligible eigenvalues; in the complement the samples do not vary, so the
 mean is known exactly there and x̄ − g must vanish up to rounding: a residual above
-``null_tol`` (see :func:`check_unbiased`) is a certain rejection (p = 0), reported in
+``null_tol`` (see :func:`unbiasedness_test`) is a certain rejection (p = 0), reported in
 ``null_residual``.
 
 ``method="bonferroni"`` — a z (Student t, N − 1 dof) test per coordinate with non-negligible
@@ -34,7 +34,7 @@ coordinate. Bonferroni needs no matrix inversion and works with N ≤ p (Hotelli
 N > p); it is the choice for large parameter vectors.
 
 False-alarm rate: under Gaussian samples each call rejects a true H₀ with probability exactly
-α (checked by ``tests/test_estimators_stats.py::test_level_under_h0_gaussian_singular_covariance``). For
+α (checked by ``tests/test_stats.py::test_level_under_h0_gaussian_singular_covariance``). For
 score-function samples the level holds only as N grows: their tails are heavy (a return times a
 sum of scores), and the T² tail converges slowly. Measured on the suite's random MDP with
 REINFORCE (the heaviest-tailed estimator), rejection rates at nominal 5% / 1% / 0.1%:
@@ -56,11 +56,11 @@ Source: Hotelling (1931), "The generalization of Student's ratio"; Anderson, *An
 Multivariate Statistical Analysis* (3rd ed., 2003), §5.2; the pseudo-inverse form for a singular
 covariance: Rao, *Linear Statistical Inference* (2nd ed., 1973), §8b.
 
-Checked by: tests/test_estimators_stats.py (exact level under Gaussian samples with a singular
+Checked by: tests/test_stats.py (exact level under Gaussian samples with a singular
 covariance, for both methods; rejection of shifted means at the predicted power; agreement with
 a direct numpy T² on a full-rank case; the null-space residual; CI coverage; float32 samples;
 input validation) and the power rows of
-:mod:`pgmath.estimators.checks`. Docs: docs/estimators/check_unbiased.md.
+:mod:`pgmath.estimators.verify`. Docs: docs/estimators/unbiasedness_test.md.
 """
 
 from __future__ import annotations
@@ -73,15 +73,15 @@ from scipy import stats as _sps
 
 from pgmath.validation import validate_float_tensor
 
-__all__ = ["METHODS", "UnbiasedTest", "check_unbiased", "hotelling_ci_radius", "hotelling_power"]
+__all__ = ["METHODS", "UnbiasedTest", "hotelling_ci_radius", "hotelling_power", "unbiasedness_test"]
 
-#: The tests :func:`check_unbiased` implements.
+#: The tests :func:`unbiasedness_test` implements.
 METHODS: tuple[str, ...] = ("hotelling", "bonferroni")
 
 
 @dataclass(frozen=True)
 class UnbiasedTest:
-    """The outcome of :func:`check_unbiased`.
+    """The outcome of :func:`unbiasedness_test`.
 
     Attributes:
       statistic: T² (Hotelling) or max |zⱼ| (Bonferroni); ``inf`` when the null-space residual
@@ -159,7 +159,7 @@ def _relative(num: float, den: float) -> float:
     return 0.0 if num == 0 else math.inf
 
 
-def check_unbiased(
+def unbiasedness_test(
     samples: torch.Tensor,
     exact: torch.Tensor,
     *,
@@ -194,7 +194,7 @@ def check_unbiased(
       ValueError naming the argument: non-tensor or non-float input, NaN/inf, N < 2, shapes that
       do not match, alpha or ci_level outside (0, 1), an unknown method, N ≤ p for Hotelling.
 
-    Checked by: tests/test_estimators_stats.py; power rows in :mod:`pgmath.estimators.checks`.
+    Checked by: tests/test_stats.py; power rows in :mod:`pgmath.estimators.verify`.
     """
     validate_float_tensor(samples, "samples")
     validate_float_tensor(exact, "exact")
@@ -313,7 +313,7 @@ def hotelling_power(
     Args:
       samples: ``[N, *D]`` samples of the (biased) estimator, for the covariance.
       bias: ``[*D]`` the predicted bias b = E[x] − exact.
-      alpha: the level of the test. n: sample size (default N). rtol: as in check_unbiased.
+      alpha: the level of the test. n: sample size (default N). rtol: as in unbiasedness_test.
     """
     validate_float_tensor(samples, "samples")
     validate_float_tensor(bias, "bias")

@@ -1,7 +1,7 @@
 """The estimator rows of ``pgmath verify``: all pass with --quick, a broken estimator fails, plots are written.
 
 The statistical rows use fixed seeds (``VerifyContext.seed``), so these tests are deterministic;
-the suite's false-alarm budget is stated in :mod:`pgmath.estimators.checks`.
+the suite's false-alarm budget is stated in :mod:`pgmath.estimators.verify`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pgmath.estimators import policy_gradient
-from pgmath.estimators.checks import checks, write_artifacts
+from pgmath.estimators.verify import checks, write_artifacts
 from pgmath.verification import VerifyContext, run_check
 
 QUICK = VerifyContext(quick=True)

@@ -1,4 +1,4 @@
-"""check_unbiased: level, power, the singular covariance, CI coverage, validation.
+"""unbiasedness_test: level, power, the singular covariance, CI coverage, validation.
 
 Statistical tests here use fixed seeds. The level tests draw many independent Gaussian sample
 sets (where the T² level is exact) and check the rejection counts against binomial bounds whose
@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from pgmath.estimators import UnbiasedTest, check_unbiased, hotelling_power
+from pgmath.stats import UnbiasedTest, hotelling_power, unbiasedness_test
 
 F64 = torch.float64
 
@@ -49,7 +49,7 @@ def _binomial_upper(n: int, p: float, fa: float = 1e-6) -> int:
 
 def test_returns_frozen_dataclass_with_documented_fields():
     x = _singular_gaussian(1, 500)[0]
-    t = check_unbiased(x, torch.zeros(3, 3, dtype=F64))
+    t = unbiasedness_test(x, torch.zeros(3, 3, dtype=F64))
     assert isinstance(t, UnbiasedTest)
     for name in ("statistic", "p_value", "passed", "relative_bias", "relative_bias_ci", "method",
                  "n", "alpha", "dof"):
@@ -72,7 +72,7 @@ def test_level_under_h0_gaussian_singular_covariance(method):
     R, N = 1500, 60
     x = _singular_gaussian(R, N, seed=1)
     exact = torch.zeros(3, 3, dtype=F64)
-    p = np.array([check_unbiased(x[i], exact, method=method).p_value for i in range(R)])
+    p = np.array([unbiasedness_test(x[i], exact, method=method).p_value for i in range(R)])
     for level in (0.05, 0.01):
         k = int((p < level).sum())
         assert k <= _binomial_upper(R, level), (level, k)
@@ -89,7 +89,7 @@ def test_hotelling_agrees_with_direct_numpy_formula_full_rank():
     N, p = 200, 4
     x = torch.randn(N, p, generator=g, dtype=F64) @ torch.randn(p, p, generator=g, dtype=F64) + 0.1
     exact = torch.zeros(p, dtype=F64)
-    t = check_unbiased(x, exact)
+    t = unbiasedness_test(x, exact)
     xn = x.numpy()
     d = xn.mean(0)
     cov = np.cov(xn, rowvar=False)
@@ -104,7 +104,7 @@ def test_bonferroni_agrees_with_per_coordinate_t_tests():
     g = _gen(4)
     N = 300
     x = torch.randn(N, 5, generator=g, dtype=F64) * torch.tensor([1.0, 2, 3, 4, 5], dtype=F64) + 0.05
-    t = check_unbiased(x, torch.zeros(5, dtype=F64), method="bonferroni")
+    t = unbiasedness_test(x, torch.zeros(5, dtype=F64), method="bonferroni")
     pj = stats.ttest_1samp(x.numpy(), 0.0).pvalue
     assert math.isclose(t.p_value, min(1.0, 5 * pj.min()), rel_tol=1e-7)
     assert t.dof == 5
@@ -117,9 +117,9 @@ def test_detects_shifted_mean(method, rel):
     exact = torch.tensor([[1.0, -0.5, -0.5], [0.3, 0.0, -0.3], [0.0, 0.0, 0.0]], dtype=F64)
     shift = rel * exact.norm() * torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
                                                dtype=F64) / math.sqrt(2)
-    t = check_unbiased(x + exact + shift, exact, method=method)
+    t = unbiasedness_test(x + exact + shift, exact, method=method)
     assert not t.passed and t.p_value < 1e-3
-    assert check_unbiased(x + exact + shift, exact + shift, method=method).passed
+    assert unbiasedness_test(x + exact + shift, exact + shift, method=method).passed
 
 
 def test_power_prediction_matches_observed_rejection_rate():
@@ -129,7 +129,7 @@ def test_power_prediction_matches_observed_rejection_rate():
     shift = torch.zeros(3, 3, dtype=F64)
     shift[0, 0], shift[0, 1] = 0.4, -0.4
     exact = torch.zeros(3, 3, dtype=F64)
-    rejected = sum(not check_unbiased(x[i] + shift, exact, alpha=0.01).passed for i in range(R))
+    rejected = sum(not unbiasedness_test(x[i] + shift, exact, alpha=0.01).passed for i in range(R))
     power = hotelling_power(x.reshape(R * N, 3, 3), shift, alpha=0.01, n=N)
     assert 0.2 < power < 0.9  # an informative regime
     # binomial 5-sigma band around the prediction
@@ -146,26 +146,26 @@ def test_null_space_residual_rejects_with_certainty():
     x = _singular_gaussian(1, 500, seed=7)[0]
     exact = torch.zeros(3, 3, dtype=F64)
     exact[1] = 1e-3  # rows of exact sum to 3e-3 ≠ 0: off the samples' affine subspace
-    t = check_unbiased(x, exact)
+    t = unbiasedness_test(x, exact)
     assert t.p_value == 0.0 and not t.passed and math.isinf(t.statistic)
     assert t.null_residual > 1e-4
-    assert check_unbiased(x, exact, method="bonferroni").passed
+    assert unbiasedness_test(x, exact, method="bonferroni").passed
 
 
 def test_zero_variance_coordinates_are_exact():
     """A coordinate that never varies must equal exact; equal -> fine, different -> p = 0."""
     g = _gen(8)
     x = torch.cat([torch.randn(400, 2, generator=g, dtype=F64), torch.full((400, 1), 2.0, dtype=F64)], 1)
-    ok = check_unbiased(x, torch.tensor([0.0, 0.0, 2.0], dtype=F64))
-    bad = check_unbiased(x, torch.tensor([0.0, 0.0, 2.1], dtype=F64))
+    ok = unbiasedness_test(x, torch.tensor([0.0, 0.0, 2.0], dtype=F64))
+    bad = unbiasedness_test(x, torch.tensor([0.0, 0.0, 2.1], dtype=F64))
     assert ok.dof == 2 and ok.p_value > 1e-3
     assert bad.p_value == 0.0
 
 
 def test_float32_samples_keep_the_structural_rank():
     x = _singular_gaussian(1, 2000, seed=9)[0]
-    t64 = check_unbiased(x, torch.zeros(3, 3, dtype=F64))
-    t32 = check_unbiased(x.float(), torch.zeros(3, 3))
+    t64 = unbiasedness_test(x, torch.zeros(3, 3, dtype=F64))
+    t32 = unbiasedness_test(x.float(), torch.zeros(3, 3))
     assert t32.dof == t64.dof == 6
     assert math.isclose(t32.p_value, t64.p_value, rel_tol=1e-2, abs_tol=1e-4)
 
@@ -183,7 +183,7 @@ def test_relative_bias_ci_covers_truth():
     truth = float(bias.norm() / exact.norm())
     misses = 0
     for i in range(R):  # over independent sets
-        lo, hi = check_unbiased(x[i] + exact + bias, exact).relative_bias_ci
+        lo, hi = unbiasedness_test(x[i] + exact + bias, exact).relative_bias_ci
         misses += not (lo <= truth <= hi)
     assert misses <= _binomial_upper(R, 0.05)
 
@@ -191,7 +191,7 @@ def test_relative_bias_ci_covers_truth():
 def test_relative_bias_value():
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [2.0, 3.0]], dtype=F64)
     exact = torch.tensor([2.0, 2.0], dtype=F64)
-    t = check_unbiased(x, exact, method="bonferroni")
+    t = unbiasedness_test(x, exact, method="bonferroni")
     assert math.isclose(t.relative_bias, 1.0 / math.sqrt(8.0), rel_tol=1e-12)
     lo, hi = t.relative_bias_ci
     assert lo <= t.relative_bias <= hi
@@ -216,10 +216,10 @@ def test_relative_bias_value():
 )
 def test_bad_input_raises_value_error_naming_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        check_unbiased(**kwargs)
+        unbiasedness_test(**kwargs)
 
 
 def test_bonferroni_allows_fewer_samples_than_coordinates():
     g = _gen(11)
-    t = check_unbiased(torch.randn(4, 10, generator=g, dtype=F64), torch.zeros(10, dtype=F64), method="bonferroni")
+    t = unbiasedness_test(torch.randn(4, 10, generator=g, dtype=F64), torch.zeros(10, dtype=F64), method="bonferroni")
     assert t.dof == 10 and 0.0 <= t.p_value <= 1.0
