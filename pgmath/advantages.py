@@ -40,7 +40,7 @@ from pgmath.validation import validate_unit_interval as _unit
 __all__ = ["gae", "gae_reference", "lambda_returns", "normalize_advantages"]
 
 
-def _check_gae(rewards, values, next_values, terminated, truncated, gamma, lam, finite=True):
+def _validate_gae(rewards, values, next_values, terminated, truncated, gamma, lam, finite=True):
     if values is None:
         raise ValueError("values is required")
     if next_values is None:
@@ -84,7 +84,7 @@ def gae(
     T = 100 000; every catalogued wrong variant rejected), run by ``tests/test_specs.py``;
     dtypes and devices in ``tests/test_advantages.py``; proof ``proofs/gae.py``.
     """
-    term, trunc, gamma, lam = _check_gae(
+    term, trunc, gamma, lam = _validate_gae(
         rewards, values, next_values, terminated, truncated, gamma, lam, finite=False
     )
     if backend == "reference":
@@ -116,7 +116,7 @@ def gae_reference(
     lam: float,
 ) -> torch.Tensor:
     """:func:`gae` by a plain reverse loop over t — the reference implementation."""
-    term, trunc, gamma, lam = _check_gae(
+    term, trunc, gamma, lam = _validate_gae(
         rewards, values, next_values, terminated, truncated, gamma, lam
     )
     T = rewards.shape[0]

@@ -92,7 +92,7 @@ def categorical_entropy(logits: torch.Tensor, mask: torch.Tensor | None = None) 
     return -plogp.sum(-1)
 
 
-def _check_gaussian(mean: torch.Tensor, log_std: torch.Tensor) -> None:
+def _validate_gaussian(mean: torch.Tensor, log_std: torch.Tensor) -> None:
     validate_float_tensor(mean, "mean")
     validate_float_tensor(log_std, "log_std")
     if mean.dim() == 0:
@@ -114,7 +114,7 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.
     Returns:
       ``[*B]`` log π(a).
     """
-    _check_gaussian(mean, log_std)
+    _validate_gaussian(mean, log_std)
     validate_float_tensor(actions, "actions")
     if actions.shape != mean.shape:
         raise ValueError(f"actions has shape {tuple(actions.shape)} but mean has {tuple(mean.shape)}")

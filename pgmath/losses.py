@@ -28,11 +28,8 @@ from __future__ import annotations
 import torch
 
 from pgmath.validation import (
-    validate_finite,
-    validate_float_tensor,
-    validate_mask,
+    validate_masked_pair,
     validate_positive,
-    validate_same_shape,
 )
 
 __all__ = ["masked_mean", "policy_gradient_loss", "ppo_clip_loss", "value_loss"]
@@ -50,22 +47,6 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if int(n) == 0:
         raise ValueError("mask selects no entries")
     return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum() / n
-
-
-def _check_pair(
-    ref_name: str, ref: torch.Tensor, mask: torch.Tensor | None, **others: torch.Tensor
-) -> torch.Tensor | None:
-    validate_float_tensor(ref, ref_name, finite=False)
-    if ref.numel() == 0:
-        raise ValueError(f"{ref_name} is empty")
-    for name, t in others.items():
-        validate_float_tensor(t, name, finite=False)
-    validate_same_shape(ref_name, ref, **others)
-    m = None if mask is None else validate_mask(mask, "mask", ref.shape, ref.device)
-    validate_finite(ref, ref_name, mask=m)
-    for name, t in others.items():
-        validate_finite(t, name, mask=m)
-    return m
 
 
 def _zero_masked(m: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -94,7 +75,7 @@ def policy_gradient_loss(
     Returns:
       scalar loss.
     """
-    m = _check_pair("log_probs", log_probs, mask, advantages=advantages)
+    m = validate_masked_pair("log_probs", log_probs, mask, advantages=advantages)
     log_probs, advantages = _zero_masked(m, log_probs, advantages)
     return -masked_mean(log_probs * advantages.detach(), m)
 
@@ -126,7 +107,7 @@ def ppo_clip_loss(
       ``dual_clip_fraction``, ``approx_kl`` (the k3 estimate of KL(π_old ‖ πθ), (ρ − 1) − log ρ)
       and ``ratio_mean``.
     """
-    m = _check_pair("log_probs", log_probs, mask, old_log_probs=old_log_probs, advantages=advantages)
+    m = validate_masked_pair("log_probs", log_probs, mask, old_log_probs=old_log_probs, advantages=advantages)
     eps_low = validate_positive(clip_eps, "clip_eps")
     eps_high = eps_low if clip_eps_high is None else validate_positive(clip_eps_high, "clip_eps_high")
     if eps_low >= 1.0:
@@ -191,7 +172,7 @@ def value_loss(
     others = {"returns": returns}
     if old_values is not None:
         others["old_values"] = old_values
-    m = _check_pair("values", values, mask, **others)
+    m = validate_masked_pair("values", values, mask, **others)
     values, returns = _zero_masked(m, values, returns)
     if old_values is not None:
         (old_values,) = _zero_masked(m, old_values)

@@ -77,7 +77,7 @@ def discounted_cumsum_reference(x: torch.Tensor, discounts: torch.Tensor) -> tor
     Returns:
       ``[T, *B]`` the sums yₜ, in x's dtype and device.
     """
-    _check_scan_inputs(x, discounts)
+    _validate_scan_inputs(x, discounts)
     y = torch.empty_like(x)
     acc = torch.zeros_like(x[0])
     # backward in time: t = T-1, …, 0
@@ -111,7 +111,7 @@ def discounted_cumsum(
     Checked by: the spec ``pgmath.specs.SPECS["discounted_cumsum"]`` (``pgmath/specs/returns.py``),
     run by ``tests/test_specs.py``; ``tests/test_scan.py`` (every backend == the reference loop).
     """
-    _check_scan_inputs(x, discounts)
+    _validate_scan_inputs(x, discounts)
     if backend == "reference":
         return discounted_cumsum_reference(x, discounts)
     shape = x.shape
@@ -125,7 +125,7 @@ def discounted_cumsum(
     return out.reshape(shape)
 
 
-def _check_scan_inputs(x: torch.Tensor, discounts: torch.Tensor) -> None:
+def _validate_scan_inputs(x: torch.Tensor, discounts: torch.Tensor) -> None:
     validate_float_tensor(x, "x")
     validate_time_major(x, "x")
     validate_float_tensor(discounts, "discounts")

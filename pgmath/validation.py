@@ -19,6 +19,7 @@ __all__ = [
     "validate_finite",
     "validate_float_tensor",
     "validate_mask",
+    "validate_masked_pair",
     "validate_positive",
     "validate_rollout",
     "validate_same_shape",
@@ -166,3 +167,22 @@ def validate_rollout(
         "rewards", rewards, values=values, next_values=next_values, terminated=term, truncated=trunc
     )
     return term, trunc
+
+
+def validate_masked_pair(
+    ref_name: str, ref: torch.Tensor, mask: object, **others: torch.Tensor
+) -> torch.Tensor | None:
+    """Validate the inputs of a masked per-entry loss: float tensors of one non-empty shape
+    (``ref`` and ``others``), an optional bool/0-1 ``mask`` of that shape, and finite values where
+    the mask selects (NaN is allowed where it does not). Returns the mask as bool (or None)."""
+    validate_float_tensor(ref, ref_name, finite=False)
+    if ref.numel() == 0:
+        raise ValueError(f"{ref_name} is empty")
+    for name, t in others.items():
+        validate_float_tensor(t, name, finite=False)
+    validate_same_shape(ref_name, ref, **others)
+    m = None if mask is None else validate_mask(mask, "mask", ref.shape, ref.device)
+    validate_finite(ref, ref_name, mask=m)
+    for name, t in others.items():
+        validate_finite(t, name, mask=m)
+    return m

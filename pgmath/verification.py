@@ -1,8 +1,8 @@
 """The registry behind ``pgmath verify``.
 
-Each area of the library contributes checks through a *suite module* that defines::
+Each area of the library contributes table rows through a *suite module* that defines::
 
-    def checks(ctx: VerifyContext) -> list[Check]: ...
+    def rows(ctx: VerifyContext) -> list[VerifyRow]: ...
     # optional: write JSON/PNG artifacts when ``pgmath verify --out DIR`` is given
     def write_artifacts(ctx: VerifyContext, out_dir: pathlib.Path) -> list[pathlib.Path]: ...
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["SUITES", "SUITES_BY_AREA", "Check", "CheckResult", "Outcome", "VerifyContext", "collect_checks", "run_check"]
+__all__ = ["SUITES", "SUITES_BY_AREA", "Outcome", "RowResult", "VerifyContext", "VerifyRow", "collect_rows", "run_row"]
 
-#: Area name -> suite module, in table order. Each module must define ``checks(ctx)``.
+#: Area name -> suite module, in table order. Each module must define ``rows(ctx)``.
 SUITES_BY_AREA: dict[str, str] = {
     "core": "pgmath.specs.suite",
     "proofs": "pgmath.proofs.suite",
@@ -62,7 +62,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Check:
+class VerifyRow:
     """One row of the verify table."""
 
     area: str  # "core", "proofs", "mdp", "estimators", "llm"
@@ -72,7 +72,7 @@ class Check:
 
 
 @dataclass
-class CheckResult:
+class RowResult:
     area: str
     name: str
     check: str
@@ -95,26 +95,26 @@ class CheckResult:
         }
 
 
-def collect_checks(ctx: VerifyContext, suites: tuple[str, ...] = SUITES) -> list[Check]:
+def collect_rows(ctx: VerifyContext, suites: tuple[str, ...] = SUITES) -> list[VerifyRow]:
     """Import every suite module and gather its checks."""
-    out: list[Check] = []
+    out: list[VerifyRow] = []
     for modname in suites:
         mod = importlib.import_module(modname)
-        out.extend(mod.checks(ctx))
+        out.extend(mod.rows(ctx))
     return out
 
 
-def run_check(check: Check, ctx: VerifyContext) -> CheckResult:
+def run_row(check: VerifyRow, ctx: VerifyContext) -> RowResult:
     """Run one check; an exception is a failure whose message is kept."""
     t0 = time.perf_counter()
     try:
         outcome = check.fn(ctx)
-        return CheckResult(
+        return RowResult(
             check.area, check.name, check.check, bool(outcome.passed), outcome.statistic,
             time.perf_counter() - t0, outcome.data,
         )
     except Exception as exc:  # a crashing check is a failing check, reported with its cause
-        return CheckResult(
+        return RowResult(
             check.area, check.name, check.check, False, f"error: {type(exc).__name__}",
             time.perf_counter() - t0, {}, "".join(traceback.format_exception_only(exc)).strip(),
         )

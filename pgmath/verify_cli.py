@@ -23,10 +23,10 @@ from pgmath import __version__
 from pgmath.verification import (
     SUITES,
     SUITES_BY_AREA,
-    CheckResult,
+    RowResult,
     VerifyContext,
-    collect_checks,
-    run_check,
+    collect_rows,
+    run_row,
     write_suite_artifacts,
 )
 
@@ -62,22 +62,22 @@ def _suites_for(areas: list[str] | None) -> tuple[str, ...]:
     return tuple(SUITES_BY_AREA[a] for a in areas)
 
 
-def run_verify(ctx: VerifyContext, suites: tuple[str, ...] = SUITES, console: Console | None = None) -> list[CheckResult]:
+def run_verify(ctx: VerifyContext, suites: tuple[str, ...] = SUITES, console: Console | None = None) -> list[RowResult]:
     """Run the checks of ``suites`` with a progress bar; return their results."""
     console = console or Console(stderr=True)
-    checks = collect_checks(ctx, suites)
-    results: list[CheckResult] = []
+    checks = collect_rows(ctx, suites)
+    results: list[RowResult] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("verifying", total=len(checks))
         for check in checks:
             progress.update(task, description=f"{check.area}: {check.name}")
-            results.append(run_check(check, ctx))
+            results.append(run_row(check, ctx))
             progress.advance(task)
     return results
 
 
-def _table(results: list[CheckResult], ctx: VerifyContext) -> Table:
+def _table(results: list[RowResult], ctx: VerifyContext) -> Table:
     n_ok = sum(r.passed for r in results)
     table = Table(
         title=f"pgmath {__version__} verify — device {ctx.device}, seed {ctx.seed}"

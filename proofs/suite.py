@@ -7,11 +7,11 @@ on the CPU with fixed seeds, so the context's device, sample size and seed do no
 
 from __future__ import annotations
 
-from pgmath.verification import Check, Outcome, VerifyContext
+from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
 from . import PROOFS, ProofSpec
 
-__all__ = ["checks"]
+__all__ = ["rows"]
 
 
 def _runner(spec: ProofSpec):
@@ -35,9 +35,9 @@ def _runner(spec: ProofSpec):
     return run
 
 
-def checks(ctx: VerifyContext) -> list[Check]:
+def rows(ctx: VerifyContext) -> list[VerifyRow]:
     """One check per proof: the proof runs with its true statement and must pass."""
     return [
-        Check(area="proofs", name=spec.title, check=f"sympy proof ({spec.path})", fn=_runner(spec))
+        VerifyRow(area="proofs", name=spec.title, check=f"sympy proof ({spec.path})", fn=_runner(spec))
         for spec in PROOFS
     ]

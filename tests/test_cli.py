@@ -11,7 +11,7 @@ import pytest
 
 import pgmath
 from pgmath import cli, verification
-from pgmath.verification import Check, Outcome
+from pgmath.verification import Outcome, VerifyRow
 
 
 def test_verify_core_passes_and_writes_report(tmp_path, capsys):
@@ -35,7 +35,7 @@ def _fake_suite(passed: bool, raises: bool = False) -> types.ModuleType:
             raise RuntimeError("boom")
         return Outcome(passed, "p = 0.5" if passed else "p = 1e-9")
 
-    mod.checks = lambda ctx: [Check("fake", "a formula", "a check", fn)]
+    mod.rows = lambda ctx: [VerifyRow("fake", "a formula", "a check", fn)]
     return mod
 
 

@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from pgmath.estimators import policy_gradient
-from pgmath.estimators.verify import checks, write_artifacts
-from pgmath.verification import VerifyContext, run_check
+from pgmath.estimators.verify import rows, write_artifacts
+from pgmath.verification import VerifyContext, run_row
 
 QUICK = VerifyContext(quick=True)
 
 
 @pytest.fixture(scope="module")
 def quick_results():
-    return [run_check(c, QUICK) for c in checks(QUICK)]
+    return [run_row(c, QUICK) for c in rows(QUICK)]
 
 
 def test_every_quick_row_passes(quick_results):
@@ -54,9 +54,9 @@ def test_a_broken_estimator_fails_its_row(monkeypatch):
 
     monkeypatch.setitem(policy_gradient.ESTIMATORS, "reward_to_go", dataclasses.replace(spec, weights=no_discount))
     ctx = VerifyContext(quick=True, seed=11)
-    row = next(c for c in checks(ctx) if c.name == "reward_to_go" and c.check.startswith("unbiased")
+    row = next(c for c in rows(ctx) if c.name == "reward_to_go" and c.check.startswith("unbiased")
                and "γ = 0.9" in c.check)
-    result = run_check(row, ctx)
+    result = run_row(row, ctx)
     assert not result.passed and result.data["p_value"] < 1e-3
 
 
@@ -79,14 +79,14 @@ def test_write_artifacts(tmp_path):
 
 def test_samples_override_is_used():
     ctx = VerifyContext(samples=300, seed=5)
-    row = next(c for c in checks(ctx) if c.name == "reinforce")
-    assert run_check(row, ctx).data["n"] == 300
+    row = next(c for c in rows(ctx) if c.name == "reinforce")
+    assert run_row(row, ctx).data["n"] == 300
     with pytest.raises(ValueError, match="samples"):
-        checks(VerifyContext(samples=1))[0].fn(VerifyContext(samples=1))
+        rows(VerifyContext(samples=1))[0].fn(VerifyContext(samples=1))
 
 
 @pytest.mark.gpu
 def test_quick_rows_on_cuda():
     ctx = VerifyContext(device=torch.device("cuda"), quick=True)
-    failed = [(r.name, r.statistic) for r in (run_check(c, ctx) for c in checks(ctx)) if not r.passed]
+    failed = [(r.name, r.statistic) for r in (run_row(c, ctx) for c in rows(ctx)) if not r.passed]
     assert not failed, failed

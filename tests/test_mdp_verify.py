@@ -14,13 +14,13 @@ import torch
 from pgmath.mdp import sample_episodes, short_corridor_optimum
 from pgmath.mdp import verify as mdp_verify
 from pgmath.specs import SPECS, verify_rows
-from pgmath.verification import VerifyContext, run_check
+from pgmath.verification import VerifyContext, run_row
 
 CTX = VerifyContext(quick=True)
 
 
 def test_every_row_passes_in_quick_mode():
-    rows = mdp_verify.checks(CTX)
+    rows = mdp_verify.rows(CTX)
     spec_rows = verify_rows(SPECS, "mdp")
     assert [(r.name, r.check) for r in rows[: len(spec_rows)]] == [(r.name, r.check) for r in spec_rows]
     assert len(rows) == len(spec_rows) + 4 and len(rows) >= 11  # 11 rows before the specs
@@ -28,7 +28,7 @@ def test_every_row_passes_in_quick_mode():
     assert "S&B Fig. 4.1" in checks and "S&B Ex. 13.1" in checks
     assert {"sampler occupancy chi-square", "gymnasium envs"} <= {r.name for r in rows}
     for row in rows:
-        res = run_check(row, CTX)
+        res = run_row(row, CTX)
         assert res.passed, (row.name, row.check, res.statistic, res.error)
 
 

@@ -483,15 +483,15 @@ def test_main_exits_1_when_a_proof_fails(monkeypatch: pytest.MonkeyPatch, capsys
 def test_verify_suite_has_one_row_per_proof() -> None:
     from pgmath.proofs import suite
 
-    from pgmath.verification import SUITES_BY_AREA, VerifyContext, run_check
+    from pgmath.verification import SUITES_BY_AREA, VerifyContext, run_row
 
     assert SUITES_BY_AREA["proofs"] == "pgmath.proofs.suite"
 
     ctx = VerifyContext()
-    checks = suite.checks(ctx)
+    checks = suite.rows(ctx)
     assert [c.area for c in checks] == ["proofs"] * len(PROOFS)
     assert len({c.name for c in checks}) == len(PROOFS)
-    row = run_check(checks[1], ctx)  # softmax score: fast
+    row = run_row(checks[1], ctx)  # softmax score: fast
     assert row.passed and row.statistic == "3/3 claims proven" and row.data["file"] == "proofs/softmax_score.py"
     assert row.data["impl"] == "pgmath.categorical_log_prob"
 
@@ -550,7 +550,7 @@ def test_one_process_loads_the_proofs_once_as_pgmath_proofs() -> None:
         "import sys, importlib;"
         "from pgmath.verification import SUITES_BY_AREA, VerifyContext;"
         "suite = importlib.import_module(SUITES_BY_AREA['proofs']);"
-        "suite.checks(VerifyContext());"
+        "suite.rows(VerifyContext());"
         "from pgmath.proofs import PROOFS;"
         "[spec.load() for spec in PROOFS];"
         "print(sorted({m.split('.')[0] + ('.' + m.split('.')[1] if m.startswith('pgmath.') else '')"

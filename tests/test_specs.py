@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from pgmath.specs import SPECS, all_properties, wrong_variants
 from pgmath.specs.spec import max_abs_error
-from pgmath.verification import VerifyContext, run_check
+from pgmath.verification import VerifyContext, run_row
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
@@ -67,9 +67,9 @@ def _rejections(spec, fn) -> list[str]:
     for prop in all_properties(spec):
         if prop.name == "bad_input":  # refusing bad input says nothing about the formula
             continue
-        from pgmath.verification import Check
+        from pgmath.verification import VerifyRow
 
-        result = run_check(Check(spec.area, spec.title, prop.statement, lambda c, p=prop: p.run(fn, c)), ctx)
+        result = run_row(VerifyRow(spec.area, spec.title, prop.statement, lambda c, p=prop: p.run(fn, c)), ctx)
         if not result.passed:
             out.append(prop.name)
     return out

@@ -105,7 +105,7 @@ def value_error_action_values(
     ε(s, a) = γ Σₛ' P(s'|s, a) e(s') − e(s) and discount γλ (0 on terminal states).
     """
     lam = validate_unit_interval(lam, "lam")
-    pi = mdp.check_policy(pi).detach()
+    pi = mdp.validate_policy(pi).detach()
     validate_float_tensor(values, "values")
     if tuple(values.shape) != (mdp.num_states,):
         raise ValueError(f"values must have shape [S] = ({mdp.num_states},), got {tuple(values.shape)}")

@@ -421,7 +421,7 @@ def per_episode_gradients(
 
 
 # ---------------------------------------------------------------------------- public entry point
-def _check_options(spec: Estimator, options: dict) -> None:
+def _validate_options(spec: Estimator, options: dict) -> None:
     for k in options:  # over the given option names
         if k not in spec.options:
             allowed = ", ".join(spec.options) or "none"
@@ -433,7 +433,7 @@ def policy_table(mdp: TabularMDP, params: torch.Tensor, policy_fn) -> torch.Tens
         return mdp.policy(params)
     if not callable(policy_fn):
         raise ValueError(f"policy_fn must be callable params -> pi [S, A], got {type(policy_fn).__name__}")
-    return mdp.check_policy(policy_fn(params), "policy_fn(params)")
+    return mdp.validate_policy(policy_fn(params), "policy_fn(params)")
 
 
 def _critic_option(mdp: TabularMDP, values: object) -> torch.Tensor:
@@ -447,7 +447,7 @@ def _critic_option(mdp: TabularMDP, values: object) -> torch.Tensor:
 def resolve_options(mdp: TabularMDP, pi: torch.Tensor, estimator: str, options: dict) -> dict:
     """Validate ``options`` for ``estimator``; fill the default perturbed critic where needed."""
     spec = lookup_estimator(estimator)
-    _check_options(spec, options)
+    _validate_options(spec, options)
     out = dict(options)
     if "values" in out:
         out["values"] = _critic_option(mdp, out["values"])
@@ -470,7 +470,7 @@ def episode_weights(
       estimator: a key of :data:`ESTIMATORS`; options as listed there.
     """
     spec = lookup_estimator(estimator)
-    pi = mdp.check_policy(pi).detach()
+    pi = mdp.validate_policy(pi).detach()
     opts = resolve_options(mdp, pi, estimator, options)
     V = mdp.state_values(pi)
     Q = mdp.action_values(pi)
@@ -515,7 +515,7 @@ def estimate_policy_gradient(
       ValueError naming the argument: unknown estimator or option, bad N, a generator on
       another device, γ = 1 with a policy that does not terminate (and no ``max_steps``).
     """
-    _check_options(lookup_estimator(estimator), options)
+    _validate_options(lookup_estimator(estimator), options)
     out, _ = samples_for_all(
         mdp, logits, {"x": {"estimator": estimator, **options}}, num_episodes,
         generator=generator, device=device, max_steps=max_steps, policy_fn=policy_fn,

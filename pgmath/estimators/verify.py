@@ -62,9 +62,9 @@ from pgmath.mdp import (
     short_corridor_features,
 )
 from pgmath.stats import UnbiasedTest, hotelling_power, unbiasedness_test
-from pgmath.verification import Check, Outcome, VerifyContext
+from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
-__all__ = ["ALPHA", "checks", "verify_false_alarm_rate", "verify_gae_bias_endpoints", "write_artifacts"]
+__all__ = ["ALPHA", "rows", "verify_false_alarm_rate", "verify_gae_bias_endpoints", "write_artifacts"]
 
 ALPHA = 1e-3
 F64 = torch.float64
@@ -321,30 +321,30 @@ def verify_gae_bias_endpoints(ctx: VerifyContext) -> Outcome:
                    {"b1_rel": err1, "b0_err_rel": err0, "b0_rel": float(b0.norm() / g.norm())})
 
 
-def checks(ctx: VerifyContext) -> list[Check]:
+def rows(ctx: VerifyContext) -> list[VerifyRow]:
     """The rows of the estimator suite (see the module docstring)."""
     suite = _suite(ctx)
-    rows: list[Check] = []
+    rows: list[VerifyRow] = []
     for s in suite.setups.values():  # over set-ups, in table order
         for label in s.estimators:  # over its estimator configurations
             biased = label in _BIASED and not s.gamma_one and not s.key.startswith("corridor")
             if biased:
-                rows.append(Check(AREA, label, f"detected as biased: T² vs ∇J, {s.title}",
+                rows.append(VerifyRow(AREA, label, f"detected as biased: T² vs ∇J, {s.title}",
                                   _verify_detected(suite, s.key, label)))
-                rows.append(Check(AREA, label, f"mean = predicted biased E[ĝ]: T², {s.title}",
+                rows.append(VerifyRow(AREA, label, f"mean = predicted biased E[ĝ]: T², {s.title}",
                                   _verify_predicted(suite, s.key, label)))
             elif label == "td, V + e":
-                rows.append(Check(AREA, label, f"mean = predicted E[ĝ] (GAE λ = 0 bias): T², {s.title}",
+                rows.append(VerifyRow(AREA, label, f"mean = predicted E[ĝ] (GAE λ = 0 bias): T², {s.title}",
                                   _verify_predicted(suite, s.key, label)))
             else:
-                rows.append(Check(AREA, label, f"unbiased: Hotelling T² vs exact ∇J, {s.title}",
+                rows.append(VerifyRow(AREA, label, f"unbiased: Hotelling T² vs exact ∇J, {s.title}",
                                   _verify_unbiased(suite, s.key, label)))
     for label in ("reward_to_go", "baseline", "actor_critic", "td", "gae"):  # over variance claims
-        rows.append(Check(AREA, label, "variance: lower MSE than REINFORCE (paired z, random MDP)",
+        rows.append(VerifyRow(AREA, label, "variance: lower MSE than REINFORCE (paired z, random MDP)",
                           _verify_variance(suite, "random", label)))
-    rows.append(Check(AREA, "unbiasedness_test", "false-alarm rate: p-values uniform under H₀ (KS)",
+    rows.append(VerifyRow(AREA, "unbiasedness_test", "false-alarm rate: p-values uniform under H₀ (KS)",
                       verify_false_alarm_rate))
-    rows.append(Check(AREA, "GAE(λ) bias, V + e", "exact curve: b(1) = 0, b(0) closed form",
+    rows.append(VerifyRow(AREA, "GAE(λ) bias, V + e", "exact curve: b(1) = 0, b(0) closed form",
                       verify_gae_bias_endpoints))
     return rows
 

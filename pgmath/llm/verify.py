@@ -35,12 +35,12 @@ from pgmath.llm.kl import token_kl
 from pgmath.llm.oracle import TreePolicy
 from pgmath.specs import SPECS, verify_rows
 from pgmath.stats import unbiasedness_test
-from pgmath.verification import Check, Outcome, VerifyContext
+from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
 __all__ = [
     "ALPHA",
-    "checks",
     "kl_placement_table",
+    "rows",
     "verify_grpo_mean_baseline",
     "verify_grpo_std_normalization",
     "verify_k1_in_reward",
@@ -207,9 +207,9 @@ def verify_k1_in_reward(ctx: VerifyContext) -> Outcome:
                    {**tab, "p_value": t.p_value})
 
 
-def checks(ctx: VerifyContext) -> list[Check]:
+def rows(ctx: VerifyContext) -> list[VerifyRow]:
     """The rows of the ``llm`` specs, then the oracle rows."""
-    C = Check
+    C = VerifyRow
     return [
         *verify_rows(SPECS, AREA),
         C(AREA, "RLOO unbiased", "exact E over all groups = ∇J; Hotelling T²", verify_rloo_unbiased),

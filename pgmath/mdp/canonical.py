@@ -61,7 +61,7 @@ GRID_ACTIONS: tuple[str, ...] = ("up", "right", "down", "left")
 _GRID_MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
 
 
-def _check_count(n: object, name: str, minimum: int) -> int:
+def _validate_count(n: object, name: str, minimum: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
     return int(n)
@@ -112,7 +112,7 @@ def chain(
       gamma: discount γ ∈ [0, 1].
       slip: probability ∈ [0, 1] that a move is reversed.
     """
-    n = _check_count(n, "n", 2)
+    n = _validate_count(n, "n", 2)
     slip = validate_unit_interval(slip, "slip")
     P = np.zeros((n, 2, n))
     for s in range(n - 1):  # forward over the non-terminal states
@@ -237,8 +237,8 @@ def gridworld(
       slip: probability ∈ [0, 1] of a uniformly random move.
       start: start cells, uniform over them; default every non-terminal cell.
     """
-    rows = _check_count(rows, "rows", 1)
-    cols = _check_count(cols, "cols", 1)
+    rows = _validate_count(rows, "rows", 1)
+    cols = _validate_count(cols, "cols", 1)
     if rows * cols < 2:
         raise ValueError(f"rows * cols must be >= 2, got {rows} x {cols}")
     slip = validate_unit_interval(slip, "slip")
@@ -310,9 +310,9 @@ def random_mdp(
       num_terminal: number of terminal states.
       reward_scale: standard deviation of the rewards (> 0).
     """
-    S = _check_count(num_states, "num_states", 1)
-    A = _check_count(num_actions, "num_actions", 1)
-    K = _check_count(num_terminal, "num_terminal", 0)
+    S = _validate_count(num_states, "num_states", 1)
+    A = _validate_count(num_actions, "num_actions", 1)
+    K = _validate_count(num_terminal, "num_terminal", 0)
     if K >= S:
         raise ValueError(f"num_terminal must be < num_states, got {K} >= {S}")
     if not isinstance(generator, torch.Generator):

@@ -28,7 +28,7 @@ from pgmath.validation import validate_float_tensor
 __all__ = ["backward_induction_values", "finite_horizon", "finite_horizon_policy", "finite_horizon_values"]
 
 
-def _check_horizon(horizon: object) -> int:
+def _validate_horizon(horizon: object) -> int:
     if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
         raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
     return horizon
@@ -44,7 +44,7 @@ def finite_horizon(mdp: TabularMDP, horizon: int) -> TabularMDP:
       mdp: the original MDP (S states, A actions).
       horizon: H >= 1, the number of decisions.
     """
-    H = _check_horizon(horizon)
+    H = _validate_horizon(horizon)
     S, A = mdp.num_states, mdp.num_actions
     N = H * S + 1
     end = H * S
@@ -70,7 +70,7 @@ def finite_horizon_policy(pi: torch.Tensor, horizon: int) -> torch.Tensor:
 
     The end state's row is uniform (it never acts).
     """
-    H = _check_horizon(horizon)
+    H = _validate_horizon(horizon)
     validate_float_tensor(pi, "pi")
     if pi.dim() == 2:
         pi = pi.expand(H, *pi.shape)
@@ -93,7 +93,7 @@ def finite_horizon_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -> to
       pi: ``[S, A]`` stationary or ``[H, S, A]`` time-dependent policy (πₜ at index t).
       horizon: H >= 1, the number of decisions.
     """
-    H = _check_horizon(horizon)
+    H = _validate_horizon(horizon)
     S = mdp.num_states
     validate_float_tensor(pi, "pi")
     if pi.shape[-2:] != (S, mdp.num_actions):
@@ -115,7 +115,7 @@ def backward_induction_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -
       pi: ``[S, A]`` stationary or ``[H, S, A]`` time-dependent policy (πₜ at index t).
       horizon: H >= 1.
     """
-    H = _check_horizon(horizon)
+    H = _validate_horizon(horizon)
     validate_float_tensor(pi, "pi")
     if pi.dim() == 2:
         pi = pi.expand(H, *pi.shape)
@@ -123,7 +123,7 @@ def backward_induction_values(mdp: TabularMDP, pi: torch.Tensor, horizon: int) -
     if tuple(pi.shape) != (H, S, A):
         raise ValueError(f"pi must have shape [S, A] or [H, S, A] = {(H, S, A)}, got {tuple(pi.shape)}")
     for t in range(H):  # every πₜ must be a policy table on the MDP's device
-        mdp.check_policy(pi[t], "pi")
+        mdp.validate_policy(pi[t], "pi")
     V = torch.zeros(H + 1, S, dtype=mdp.dtype, device=mdp.device)
     live = (~mdp.terminal).to(mdp.dtype)
     # backward in time: t = H-1, …, 0

@@ -57,7 +57,7 @@ def truncated_occupancy(mdp: TabularMDP, pi: torch.Tensor, max_steps: int, *, ga
     g = mdp.gamma if gamma is None else validate_unit_interval(gamma, "gamma")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    pi = mdp.check_policy(pi).detach()
+    pi = mdp.validate_policy(pi).detach()
     live = (~mdp.terminal).to(mdp.dtype)
     P_pi = torch.einsum("sa,sat->st", pi, mdp.P) * live[None, :]  # drop moves into terminal states
     mu = mdp.mu0 * live

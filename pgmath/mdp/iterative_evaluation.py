@@ -34,7 +34,7 @@ def _sweeps(mdp: TabularMDP, pi: torch.Tensor, transpose: bool, tol: float, max_
     tol = validate_positive(tol, "tol")
     if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
         raise ValueError(f"max_sweeps must be an integer >= 1, got {max_sweeps!r}")
-    pi = mdp.check_policy(pi).detach()
+    pi = mdp.validate_policy(pi).detach()
     live = (~mdp.terminal).to(mdp.dtype)
     P_pi = torch.einsum("sa,sat->st", pi, mdp.P) * live[:, None] * live[None, :]
     b = mdp.mu0 * live if transpose else (pi * mdp.R).sum(-1) * live
@@ -102,7 +102,7 @@ def iterative_policy_gradient(
             raise ValueError("params must be one tensor when the policy is a callable theta -> pi")
         validate_float_tensor(params, "params")
         theta = params.detach().to(mdp.dtype)
-        pi = mdp.check_policy(logits_or_fn(theta), "policy_fn(params)").detach()
+        pi = mdp.validate_policy(logits_or_fn(theta), "policy_fn(params)").detach()
         dpi = torch.autograd.functional.jacobian(logits_or_fn, theta)  # [S, A, *params.shape]
     else:
         if params is not None:

@@ -101,7 +101,7 @@ class Episodes:
         return G
 
 
-def _check_int(x: object, name: str) -> int:
+def _validate_int(x: object, name: str) -> int:
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {x!r}")
     return int(x)
@@ -210,8 +210,8 @@ def sample_episodes(
     Returns:
       :class:`Episodes`, time-major ``[T, N]`` with T = min(max_steps, longest episode).
     """
-    N = _check_int(num_episodes, "num_episodes")
-    T_max = _check_int(max_steps, "max_steps")
+    N = _validate_int(num_episodes, "num_episodes")
+    T_max = _validate_int(max_steps, "max_steps")
     dev = mdp.device if device is None else torch.device(device)
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
@@ -220,7 +220,7 @@ def sample_episodes(
     if mdp.device != dev:
         mdp = mdp.to(device=dev)
         pi = pi.to(dev)
-    pi = mdp.check_policy(pi)
+    pi = mdp.validate_policy(pi)
     S, A = mdp.num_states, mdp.num_actions
 
     # one draw of the pair (aₜ, sₜ₊₁) from the joint row π(a|s) P(s'|s, a) when the table is small,
@@ -326,9 +326,9 @@ def sample_episodes_reference(
     Same output layout as :func:`sample_episodes` (a different random stream, so it agrees in
     distribution, not draw by draw). The benchmark's named baseline.
     """
-    N = _check_int(num_episodes, "num_episodes")
-    T_max = _check_int(max_steps, "max_steps")
-    pi = mdp.check_policy(pi).detach()
+    N = _validate_int(num_episodes, "num_episodes")
+    T_max = _validate_int(max_steps, "max_steps")
+    pi = mdp.validate_policy(pi).detach()
     rng = np.random.default_rng(seed)
     P = mdp.P.cpu().numpy()
     R = mdp.R.cpu().numpy()

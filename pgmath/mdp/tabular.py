@@ -74,7 +74,7 @@ def _as_tensor(x: object, name: str, dtype: torch.dtype, device: torch.device) -
     return torch.as_tensor(arr, dtype=dtype, device=device)
 
 
-def _check_distribution_rows(x: torch.Tensor, name: str, what: str, dtype: torch.dtype | None = None) -> None:
+def _validate_distribution_rows(x: torch.Tensor, name: str, what: str, dtype: torch.dtype | None = None) -> None:
     """Raise unless every entry of ``x`` lies in [0, 1] and its last axis sums to 1.
 
     The slack is that of ``dtype`` (default ``x.dtype``): the precision the caller supplied.
@@ -135,7 +135,7 @@ class TabularMDP:
             raise ValueError(f"P must have shape [S, A, S] with S, A >= 1, got {tuple(P.shape)}")
         S, A = P.shape[0], P.shape[1]
         validate_float_tensor(P, "P")
-        _check_distribution_rows(P, "P", "P[s, a, :] is the distribution of the next state")
+        _validate_distribution_rows(P, "P", "P[s, a, :] is the distribution of the next state")
 
         R = _as_tensor(R, "R", dtype, device)
         if tuple(R.shape) != (S, A):
@@ -148,7 +148,7 @@ class TabularMDP:
         if tuple(mu0.shape) != (S,):
             raise ValueError(f"mu0 must have shape [S] = ({S},) to match P, got {tuple(mu0.shape)}")
         validate_float_tensor(mu0, "mu0")
-        _check_distribution_rows(mu0, "mu0", "the initial-state distribution")
+        _validate_distribution_rows(mu0, "mu0", "the initial-state distribution")
 
         if terminal is None:
             terminal = torch.zeros(S, dtype=torch.bool, device=device)
@@ -205,18 +205,18 @@ class TabularMDP:
         Args:
           logits: ``[S, A]`` floating tensor θ (finite), on the MDP's device.
         """
-        self._check_table(logits, "logits")
+        self._validate_table(logits, "logits")
         return softmax(logits.to(self.dtype))
 
-    def check_policy(self, pi: torch.Tensor, name: str = "pi") -> torch.Tensor:
+    def validate_policy(self, pi: torch.Tensor, name: str = "pi") -> torch.Tensor:
         """Validate a policy table ``[S, A]`` (rows are distributions) and cast it to the MDP dtype."""
-        self._check_table(pi, name)
+        self._validate_table(pi, name)
         given = pi.dtype
         pi = pi.to(self.dtype)
-        _check_distribution_rows(pi.detach(), name, "pi[s, :] is the action distribution in state s", given)
+        _validate_distribution_rows(pi.detach(), name, "pi[s, :] is the action distribution in state s", given)
         return pi
 
-    def _check_table(self, x: object, name: str) -> None:
+    def _validate_table(self, x: object, name: str) -> None:
         validate_float_tensor(x, name)
         assert isinstance(x, torch.Tensor)
         if tuple(x.shape) != (self.num_states, self.num_actions):
@@ -230,12 +230,12 @@ class TabularMDP:
     # ------------------------------------------------------------------ policy evaluation
     def transition_matrix(self, pi: torch.Tensor) -> torch.Tensor:
         """P_π[s, s'] = Σₐ π(a|s) P[s, a, s'], ``[S, S]``."""
-        pi = self.check_policy(pi)
+        pi = self.validate_policy(pi)
         return torch.einsum("sa,sat->st", pi, self.P)
 
     def expected_rewards(self, pi: torch.Tensor) -> torch.Tensor:
         """r_π[s] = Σₐ π(a|s) R[s, a], ``[S]``."""
-        pi = self.check_policy(pi)
+        pi = self.validate_policy(pi)
         return (pi * self.R).sum(-1)
 
     def _system(self, pi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,11 +250,11 @@ class TabularMDP:
         r_pi = (pi * self.R).sum(-1)
         P_nn = P_pi[n][:, n]
         if self.gamma == 1.0:
-            self._check_terminates(P_pi.detach())
+            self._validate_terminates(P_pi.detach())
         eye = torch.eye(n.numel(), dtype=self.dtype, device=self.device)
         return eye - self.gamma * P_nn, r_pi[n]
 
-    def _check_terminates(self, P_pi: torch.Tensor) -> None:
+    def _validate_terminates(self, P_pi: torch.Tensor) -> None:
         """Raise unless every non-terminal state reaches a terminal state with probability > 0."""
         from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import breadth_first_order
@@ -289,7 +289,7 @@ class TabularMDP:
             x = torch.linalg.solve(M.mT if transpose else M, b)
         except RuntimeError as exc:  # torch.linalg.LinAlgError subclasses RuntimeError
             raise ValueError(f"the policy's evaluation is singular: {exc}") from None
-        _check_solution(x)
+        _validate_solution(x)
         return x
 
     def _scatter(self, x_n: torch.Tensor) -> torch.Tensor:
@@ -306,7 +306,7 @@ class TabularMDP:
         Raises:
           ValueError if γ = 1 and π never terminates from some state (singular evaluation).
         """
-        pi = self.check_policy(pi)
+        pi = self.validate_policy(pi)
         M, r = self._system(pi)
         return self._scatter(self._solve(M, r))
 
@@ -329,14 +329,14 @@ class TabularMDP:
         terminal states) and J = Σₛ d(s) r_π(s). ``normalized=True`` divides by that sum, giving
         a probability distribution over states.
         """
-        pi = self.check_policy(pi)
+        pi = self.validate_policy(pi)
         M, _ = self._system(pi)
         d = self._scatter(self._solve(M, self.mu0[self._nonterminal], transpose=True))
         return d / d.sum() if normalized else d
 
     def state_action_occupancy(self, pi: torch.Tensor, normalized: bool = False) -> torch.Tensor:
         """d^π(s, a) = d^π(s) π(a|s) = Σₜ γᵗ Pr(sₜ = s, aₜ = a), ``[S, A]``."""
-        pi = self.check_policy(pi)
+        pi = self.validate_policy(pi)
         d = self.discounted_occupancy(pi, normalized=normalized)
         return d[:, None] * pi
 
@@ -345,7 +345,7 @@ class TabularMDP:
         if callable(logits_or_fn) and not isinstance(logits_or_fn, torch.Tensor):
             if params is None:
                 raise ValueError("params must be given when the policy is a callable theta -> pi")
-            return self.check_policy(_call(logits_or_fn, params), "policy_fn(params)")
+            return self.validate_policy(_call(logits_or_fn, params), "policy_fn(params)")
         if params is not None:
             raise ValueError("params must be None when logits (a tensor) are given")
         return self.policy(logits_or_fn)  # type: ignore[arg-type]
@@ -402,7 +402,7 @@ class TabularMDP:
             leaves = tuple(p.detach().clone().requires_grad_(True) for p in leaves)
             arg = leaves[0] if single else leaves
             with torch.enable_grad():
-                pi = self.check_policy(_call(logits_or_fn, arg), "policy_fn(params)")
+                pi = self.validate_policy(_call(logits_or_fn, arg), "policy_fn(params)")
                 if method == "autograd":
                     out = self.mu0 @ self.state_values(pi)
                 else:
@@ -415,7 +415,7 @@ class TabularMDP:
             return grads[0] if single else grads
         if params is not None:
             raise ValueError("params must be None when logits (a tensor) are given")
-        self._check_table(logits_or_fn, "logits")
+        self._validate_table(logits_or_fn, "logits")
         logits = logits_or_fn.detach().to(self.dtype)  # type: ignore[union-attr]
         if method == "autograd":
             with torch.enable_grad():
@@ -435,14 +435,14 @@ class TabularMDP:
         n = self._nonterminal
         V_n = torch.linalg.lu_solve(LU, piv, r[:, None]).squeeze(1)
         d_n = torch.linalg.lu_solve(LU, piv, self.mu0[n][:, None], adjoint=True).squeeze(1)
-        _check_solution(V_n)
-        _check_solution(d_n)
+        _validate_solution(V_n)
+        _validate_solution(d_n)
         V, d = self._scatter(V_n), self._scatter(d_n)
         Q = self.R + self.gamma * torch.einsum("sat,t->sa", self.P, V)
         return d[:, None] * pi * (Q - V[:, None])
 
 
-def _check_solution(x: torch.Tensor) -> None:
+def _validate_solution(x: torch.Tensor) -> None:
     if not bool(torch.isfinite(x.detach()).all()):
         raise ValueError(
             "the policy's evaluation is numerically singular (non-finite values): with gamma = 1 "

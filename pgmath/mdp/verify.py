@@ -37,11 +37,11 @@ from pgmath.mdp.parameterizations import LinearSoftmaxPolicy
 from pgmath.mdp.sampler import sample_episodes
 from pgmath.mdp.tabular import TabularMDP
 from pgmath.specs import SPECS, verify_rows
-from pgmath.verification import Check, Outcome, VerifyContext
+from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
 __all__ = [
     "ALPHA",
-    "checks",
+    "rows",
     "verify_bootstrapped_returns",
     "verify_gym_envs",
     "verify_sampler_chi_square",
@@ -125,15 +125,15 @@ def verify_gym_envs(ctx: VerifyContext) -> Outcome:
     return Outcome(True, f"{len(made)} envs pass check_env", {})
 
 
-def checks(ctx: VerifyContext) -> list[Check]:
+def rows(ctx: VerifyContext) -> list[VerifyRow]:
     """The spec rows of area "mdp" (one per property), then the statistical rows."""
     a = "mdp"
     return [
         *verify_rows(SPECS, a),
-        Check(a, "sampler occupancy chi-square", "(s, a, s′) at geometric τ, α = 1e-3", verify_sampler_chi_square),
-        Check(a, "sampler occupancy chi-square", "power: 5% wrong dynamics rejected", verify_sampler_power),
-        Check(a, "truncated returns + γ^T V", "unbiased for J (z test, α = 1e-3)", verify_bootstrapped_returns),
-        Check(a, "gymnasium envs", "check_env on the registered ids", verify_gym_envs),
+        VerifyRow(a, "sampler occupancy chi-square", "(s, a, s′) at geometric τ, α = 1e-3", verify_sampler_chi_square),
+        VerifyRow(a, "sampler occupancy chi-square", "power: 5% wrong dynamics rejected", verify_sampler_power),
+        VerifyRow(a, "truncated returns + γ^T V", "unbiased for J (z test, α = 1e-3)", verify_bootstrapped_returns),
+        VerifyRow(a, "gymnasium envs", "check_env on the registered ids", verify_gym_envs),
     ]
 
 

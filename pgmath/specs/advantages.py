@@ -26,7 +26,7 @@ import torch
 
 from pgmath.advantages import gae, gae_reference, lambda_returns, normalize_advantages
 from pgmath.returns import discounted_returns_reference, td_errors
-from pgmath.scan import discounted_cumsum_reference, numba_available
+from pgmath.scan import discounted_cumsum_reference
 from pgmath.specs.gradients import gradcheck_property
 from pgmath.specs.recursions import gae_function, rollout_inputs, rollout_suite
 from pgmath.specs.spec import (
@@ -35,6 +35,7 @@ from pgmath.specs.spec import (
     Property,
     Spec,
     WrongVariant,
+    backends,
     max_abs_error,
     outcome_within,
 )
@@ -448,13 +449,6 @@ def _gae_bad_inputs() -> tuple[BadInput, ...]:
     )
 
 
-def _backends(fn: Callable, names: tuple[str, ...]) -> dict[str, Callable]:
-    impls = {"auto": fn, "torch": functools.partial(fn, backend="torch")}
-    if numba_available():
-        impls["numba"] = functools.partial(fn, backend="numba")
-    impls.update({n: functools.partial(fn, backend=n) for n in names})
-    return impls
-
 
 GAE = Spec(
     name="gae",
@@ -464,7 +458,7 @@ GAE = Spec(
     source="Schulman et al. (2015), eqs. 11–16; Pardo et al. (2018) for truncation",
     function=gae,
     reference=gae_reference,
-    implementations={**_backends(gae, ()), "reference": gae_reference},
+    implementations={**backends(gae), "reference": gae_reference},
     properties=(
         Property("fast_equals_reference", "fast scan == reference loop, float64", _gae_vs_reference),
         Property("definition", "== Σₗ (γλ)ˡ δₜ₊ₗ summed term by term", _gae_by_definition),
@@ -567,7 +561,7 @@ LAMBDA_RETURNS = Spec(
     source="Sutton & Barto (2nd ed.), §12.1 (eq. 12.4 in recursive form)",
     function=lambda_returns,
     reference=lambda_returns_reference,
-    implementations={**_backends(lambda_returns, ()), "reference": lambda_returns_reference},
+    implementations={**backends(lambda_returns), "reference": lambda_returns_reference},
     properties=(
         Property("recursion", "satisfies its recursive definition", _lambda_return_recursion),
         Property("gae_plus_value", "== GAE + V(sₜ) (reference loop)", _lambda_return_is_gae_plus_value),

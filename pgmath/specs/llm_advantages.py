@@ -18,7 +18,6 @@ The group specs use the harness signature ``fn(rewards [G, K]) -> [G, K]`` of
 
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -35,7 +34,6 @@ from pgmath.llm.advantages import (
     token_gae,
     token_rewards,
 )
-from pgmath.scan import numba_available
 from pgmath.specs.llm_aggregate import random_token_mask, token_arrays
 from pgmath.specs.spec import (
     BadInput,
@@ -43,6 +41,7 @@ from pgmath.specs.spec import (
     Property,
     Spec,
     WrongVariant,
+    backends,
     max_abs_error,
     outcome_within,
 )
@@ -563,13 +562,6 @@ def _gae_inputs():
     return draw()
 
 
-def _backends(fn: Callable, extra: tuple[str, ...] = ()) -> dict[str, Callable]:
-    impls = {"auto": fn, "torch": functools.partial(fn, backend="torch")}
-    if numba_available():
-        impls["numba"] = functools.partial(fn, backend="numba")
-    impls.update({n: functools.partial(fn, backend=n) for n in extra})
-    return impls
-
 
 TOKEN_GAE = Spec(
     name="token_gae",
@@ -579,7 +571,7 @@ TOKEN_GAE = Spec(
     source="Ouyang et al. (2022); Schulman et al. (2015) on each response's tokens",
     function=token_gae_and_returns,
     reference=token_gae_reference,
-    implementations=_backends(token_gae_and_returns, ("reference",)),
+    implementations=backends(token_gae_and_returns, ("reference",)),
     properties=(
         Property("per_response_loop", "== per-response loop of the core GAE (gaps skipped, float64)", _token_gae_by_loop),
         Property("definition", "Âₜ = Σ (γλ)ˡ δ over later response tokens, summed term by term", _token_gae_by_definition),
@@ -723,7 +715,7 @@ BATCH_NORMALIZED_RETURNS = Spec(
     source="Hu (2025), REINFORCE++ (arXiv 2501.03262)",
     function=batch_normalized_returns,
     reference=batch_normalized_returns_reference,
-    implementations=_backends(batch_normalized_returns),
+    implementations=backends(batch_normalized_returns),
     properties=(
         Property("definition", "== backward loop over response tokens, whitened (statistics), float64", _bnr_by_loop),
         Property("gap_carries_return", "a gap is skipped, not a boundary; pads are 0 (hand example)",

@@ -39,11 +39,8 @@ from pgmath.specs.spec import (
     outcome_within,
 )
 from pgmath.validation import (
-    validate_finite,
-    validate_float_tensor,
-    validate_mask,
+    validate_masked_pair,
     validate_positive,
-    validate_same_shape,
 )
 from pgmath.verification import Outcome, VerifyContext
 
@@ -63,18 +60,10 @@ F64 = torch.float64
 
 
 def _validate_loss_inputs(ref_name, ref, mask, **others) -> torch.Tensor | None:
-    """Float tensors of one shape, a mask of that shape selecting something, finite where it counts."""
-    validate_float_tensor(ref, ref_name, finite=False)
-    if ref.numel() == 0:
-        raise ValueError(f"{ref_name} is empty")
-    for name, t in others.items():
-        validate_float_tensor(t, name, finite=False)
-    validate_same_shape(ref_name, ref, **others)
-    m = None if mask is None else validate_mask(mask, "mask", ref.shape, ref.device)
+    """:func:`pgmath.validation.validate_masked_pair`, and a mask must select something."""
+    m = validate_masked_pair(ref_name, ref, mask, **others)
     if m is not None and not bool(m.any()):
         raise ValueError("mask selects no entries")
-    for name, t in {ref_name: ref, **others}.items():
-        validate_finite(t, name, mask=m)
     return m
 
 

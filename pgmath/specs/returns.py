@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from pgmath.returns import discounted_returns, discounted_returns_reference
-from pgmath.scan import discounted_cumsum, discounted_cumsum_reference, numba_available
+from pgmath.scan import discounted_cumsum, discounted_cumsum_reference
 from pgmath.specs.recursions import rollout_inputs, rollout_suite
 from pgmath.specs.spec import (
     BadInput,
@@ -22,6 +22,7 @@ from pgmath.specs.spec import (
     Property,
     Spec,
     WrongVariant,
+    backends,
     max_abs_error,
     outcome_within,
 )
@@ -31,12 +32,6 @@ __all__ = ["FAMILY"]
 
 F64 = torch.float64
 
-
-def _backends(fn: Callable) -> dict[str, Callable]:
-    impls = {"auto": fn, "torch": functools.partial(fn, backend="torch")}
-    if numba_available():
-        impls["numba"] = functools.partial(fn, backend="numba")
-    return impls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +111,7 @@ DISCOUNTED_CUMSUM = Spec(
     source="the linear recurrence under every return and advantage (Schulman et al. 2015, eq. 16)",
     function=discounted_cumsum,
     reference=discounted_cumsum_reference,
-    implementations={**_backends(discounted_cumsum), "reference": discounted_cumsum_reference},
+    implementations={**backends(discounted_cumsum), "reference": discounted_cumsum_reference},
     properties=(
         Property("expansion", "== Σₖ (Π c) xₖ summed directly", _scan_by_expansion),
         Property("long_sequence", "T = 50 000, c = 0.999 == reference loop", _scan_long),
@@ -242,7 +237,7 @@ DISCOUNTED_RETURNS = Spec(
     source="Sutton & Barto (2nd ed.), eq. 3.9; Pardo et al. (2018) for truncation",
     function=discounted_returns,
     reference=discounted_returns_reference,
-    implementations={**_backends(discounted_returns), "reference": discounted_returns_reference},
+    implementations={**backends(discounted_returns), "reference": discounted_returns_reference},
     properties=(
         Property("fast_equals_reference", "fast scan == reference loop", _returns_vs_reference),
         Property("definition", "== Σ γᵏ rₜ₊ₖ (+ bootstrap) summed directly", _returns_by_definition),

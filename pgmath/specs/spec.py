@@ -23,6 +23,7 @@ implementation with itself.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 
-from pgmath.verification import Check, Outcome, VerifyContext
+from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
 __all__ = [
     "BadInput",
@@ -40,6 +41,7 @@ __all__ = [
     "Spec",
     "WrongVariant",
     "all_properties",
+    "backends",
     "max_abs_error",
     "outcome_within",
     "reject_bad_inputs",
@@ -202,6 +204,16 @@ class Spec:
 # helpers shared by the properties of every spec
 
 
+def backends(fn: Callable[..., Any], extra: tuple[str, ...] = ()) -> dict[str, Callable[..., Any]]:
+    """The implementations of a function with a ``backend=`` keyword: ``"auto"``, ``"torch"``,
+    ``"numba"`` (when numba is installed) and any ``extra`` backend names (e.g. ``"reference"``)."""
+    from pgmath.scan import numba_available
+
+    names = ("torch", *(("numba",) if numba_available() else ()), *extra)
+    return {"auto": fn, **{n: functools.partial(fn, backend=n) for n in names}}
+
+
+
 def max_abs_error(got: Any, want: Any) -> float:
     """max |got − want| over all entries (inf when shapes differ or ``got`` is not finite where
     ``want`` is)."""
@@ -253,14 +265,14 @@ def all_properties(spec: Spec) -> tuple[Property, ...]:
     return (*spec.properties, *extra)
 
 
-def verify_rows(specs: Mapping[str, Spec], area: str) -> list[Check]:
+def verify_rows(specs: Mapping[str, Spec], area: str) -> list[VerifyRow]:
     """One ``pgmath verify`` row per property of every spec in ``area``, run on its function."""
     rows = []
     for spec in specs.values():
         if spec.area != area:
             continue
         for prop in all_properties(spec):
-            rows.append(Check(area, spec.title, prop.statement, _bind(prop, spec.function)))
+            rows.append(VerifyRow(area, spec.title, prop.statement, _bind(prop, spec.function)))
     return rows
 
 

@@ -5,10 +5,10 @@ own suite modules with :func:`pgmath.specs.verify_rows`."""
 from __future__ import annotations
 
 from pgmath.specs import SPECS, verify_rows
-from pgmath.verification import Check, VerifyContext
+from pgmath.verification import VerifyContext, VerifyRow
 
-__all__ = ["checks"]
+__all__ = ["rows"]
 
 
-def checks(ctx: VerifyContext) -> list[Check]:
+def rows(ctx: VerifyContext) -> list[VerifyRow]:
     return verify_rows(SPECS, "core")
