@@ -6,12 +6,16 @@ Baselines (all computing the same advantages, float32, time-major [T, B]):
   copy-inputs  the memory bound: the time to copy each of the five inputs once (more bytes
                than GAE must move: GAE reads them once and writes one array); a NumPy memcpy on
                CPU, a torch clone on CUDA
+  torch-scan   pgmath's own pure-torch blocked scan (backend="torch"): the fallback when numba
+               is not installed, so "vs torch-scan" is what numba buys on CPU
   lfilter      scipy.signal.lfilter on δ (the discounted-cumsum trick; it knows no episode
                boundaries, so it is timed on a rollout without any, for reference only)
 
 Also checks exactness: float64 fast path == reference to 1e-10 at every size.
 
 Run:  python benchmarks/gae.py            (CPU; add --device cuda on a GPU machine)
+      python benchmarks/gae.py --format markdown   (or plain / json; piped output is complete
+                                                    plain text by default)
 """
 
 from __future__ import annotations
@@ -23,12 +27,11 @@ import time
 import numpy as np
 import scipy.signal
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from pgmath import gae, gae_reference, td_errors
 from pgmath.rollouts import random_rollout
 from pgmath.scan import numba_available
+from pgmath.tables import add_format_argument, print_table
 
 GAMMA, LAM = 0.99, 0.95
 
@@ -61,7 +64,7 @@ def numpy_loop_gae(r, v, nv, term, trunc, gamma, lam):
     return adv
 
 
-def bench_size(T: int, B: int, device: torch.device, repeats: int, console: Console) -> dict:
+def bench_size(T: int, B: int, device: torch.device, repeats: int) -> dict:
     g = torch.Generator(device=device).manual_seed(0)
     shape = (T,) if B == 1 else (T, B)
     ro64 = random_rollout(T, shape[1:], p_terminate=0.01, p_truncate=0.005, dtype=torch.float64, device=device, generator=g)
@@ -97,31 +100,35 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--sizes", default="2048x4096,2048x64,100000x1", help="comma-separated TxB")
+    add_format_argument(p)
     args = p.parse_args()
     device = torch.device(args.device)
-    console = Console()
-    console.print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, "
-                  f"numba {'yes' if numba_available() else 'no'}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, "
+          f"numba {'yes' if numba_available() else 'no'}")
     rows = []
     for spec in args.sizes.split(","):
         T, B = (int(x) for x in spec.split("x"))
-        rows.append(bench_size(T, B, device, args.repeats, console))
+        rows.append(bench_size(T, B, device, args.repeats))
 
-    table = Table(title="GAE, float32: median seconds per call, and speed-up of pgmath over each baseline")
-    for col in ("T x B", "pgmath", "torch-scan", "copy-inputs", "numpy-loop", "torch-loop", "lfilter*",
-                "vs numpy", "vs torch-loop", "vs copy", "f64 err"):
-        table.add_column(col, justify="right")
+    columns = ("T x B", "pgmath", "torch-scan", "copy-inputs", "numpy-loop", "torch-loop", "lfilter*",
+               "vs numpy", "vs torch-loop", "vs copy", "vs torch-scan", "f64 err")
+    table = []
     for r in rows:
         ts = r.get("pgmath-torch-scan")
-        table.add_row(
+        table.append((
             f"{r['T']}x{r['B']}", f"{r['pgmath']:.2e}", f"{ts:.2e}" if ts else "-", f"{r['copy-inputs']:.2e}",
             f"{r['numpy-loop']:.2e}", f"{r['torch-loop']:.2e}", f"{r['lfilter']:.2e}",
             f"{r['numpy-loop'] / r['pgmath']:.1f}x", f"{r['torch-loop'] / r['pgmath']:.1f}x",
-            f"{r['copy-inputs'] / r['pgmath']:.2f}x", f"{r['max_err_f64']:.1e}",
-        )
-    console.print(table)
-    console.print("* lfilter knows no episode boundaries; timed on δ without them, for reference.")
-    console.print("vs copy >= 1.00x means pgmath's GAE is no slower than copying its inputs once.")
+            f"{r['copy-inputs'] / r['pgmath']:.2f}x", f"{ts / r['pgmath']:.1f}x" if ts else "-",
+            f"{r['max_err_f64']:.1e}",
+        ))
+    print_table(
+        columns, table, fmt=args.format, justify=["right"] * len(columns),
+        title="GAE, float32: median seconds per call, and speed-up of pgmath over each baseline",
+        caption="* lfilter knows no episode boundaries; timed on δ without them, for reference. "
+                "vs copy >= 1.00x: no slower than copying the inputs once. vs torch-scan: the "
+                "numba kernel against the pure-torch fallback used when numba is missing.",
+    )
 
 
 if __name__ == "__main__":

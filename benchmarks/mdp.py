@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-from rich.console import Console
-from rich.table import Table
 from torch.utils.benchmark import Timer
 
 from pgmath.mdp import (
@@ -30,6 +28,7 @@ from pgmath.mdp import (
     sample_episodes,
     sample_episodes_reference,
 )
+from pgmath.tables import add_format_argument, print_table
 
 F64 = torch.float64
 
@@ -55,7 +54,7 @@ def explicit_inverse_gradient(mdp: TabularMDP, logits: torch.Tensor) -> torch.Te
     return d[:, None] * pi * (Q - V[:, None])
 
 
-def bench_gradient(console: Console, device: torch.device, quick: bool) -> None:
+def bench_gradient(device: torch.device, quick: bool, fmt: str) -> None:
     S, A = (500, 8) if quick else (2000, 8)
     g = torch.Generator(device=device).manual_seed(0)
     mdp = random_mdp(S, A, generator=g, gamma=0.99)
@@ -68,18 +67,18 @@ def bench_gradient(console: Console, device: torch.device, quick: bool) -> None:
     b = mdp.exact_policy_gradient(logits, method="autograd")
     c = explicit_inverse_gradient(mdp, logits)
     err = max(float((a - b).abs().max()), float((a - c).abs().max()))
-    table = Table(title=f"exact policy gradient, S = {S}, A = {A}, float64, {device}")
-    for col in ("method", f"time per call (s, mean of {reps})", "speed-up vs explicit-inv", "target"):
-        table.add_column(col)
     verdict = "PASS" if t_thm < 1.0 else "FAIL"
-    table.add_row("theorem (pgmath)", f"{t_thm:.3f}", f"{t_inv / t_thm:.2f}x", f"< 1 s: {verdict}")
-    table.add_row("autograd (pgmath)", f"{t_ad:.3f}", f"{t_inv / t_ad:.2f}x", "")
-    table.add_row("explicit-inv (baseline)", f"{t_inv:.3f}", "1.00x", "")
-    console.print(table)
-    console.print(f"max |theorem - autograd|, |theorem - explicit-inv| = {err:.1e}")
+    print_table(
+        ("method", f"time per call (s, mean of {reps})", "speed-up vs explicit-inv", "target"),
+        [("theorem (pgmath)", f"{t_thm:.3f}", f"{t_inv / t_thm:.2f}x", f"< 1 s: {verdict}"),
+         ("autograd (pgmath)", f"{t_ad:.3f}", f"{t_inv / t_ad:.2f}x", ""),
+         ("explicit-inv (baseline)", f"{t_inv:.3f}", "1.00x", "")],
+        title=f"exact policy gradient, S = {S}, A = {A}, float64, {device}",
+        caption=f"max |theorem - autograd|, |theorem - explicit-inv| = {err:.1e}", fmt=fmt,
+    )
 
 
-def bench_sampler(console: Console, device: torch.device, quick: bool) -> None:
+def bench_sampler(device: torch.device, quick: bool, fmt: str) -> None:
     g = torch.Generator(device=device).manual_seed(1)
     mdp = random_mdp(16, 4, generator=g, gamma=0.99)
     pi = mdp.policy(torch.randn(16, 4, generator=g, device=device, dtype=F64))
@@ -97,26 +96,26 @@ def bench_sampler(console: Console, device: torch.device, quick: bool) -> None:
     t_grid = timeit(lambda: sample_episodes(grid, uniform, N, 1000, generator=g), reps)
     grid_steps = int(ep.lengths.sum())
 
-    table = Table(title=f"episode sampler, {device}")
-    for col in ("MDP", "sampler", "episodes x steps", "transitions/s", "speed-up vs python-loop", "target"):
-        table.add_column(col)
     verdict = "PASS" if fast >= 5e6 else "FAIL"
-    table.add_row("random S=16 A=4", "pgmath", f"{N} x {T}", f"{fast / 1e6:.1f} M", f"{fast / slow:.0f}x", f">= 5 M/s: {verdict}")
-    table.add_row("random S=16 A=4", "python-loop (baseline)", f"{n_ref} x {T}", f"{slow / 1e6:.3f} M", "1x", "")
-    table.add_row("gridworld 4x4, random π", "pgmath", f"{N} episodes", f"{grid_steps / t_grid / 1e6:.1f} M", "", "")
-    console.print(table)
+    print_table(
+        ("MDP", "sampler", "episodes x steps", "transitions/s", "speed-up vs python-loop", "target"),
+        [("random S=16 A=4", "pgmath", f"{N} x {T}", f"{fast / 1e6:.1f} M", f"{fast / slow:.0f}x", f">= 5 M/s: {verdict}"),
+         ("random S=16 A=4", "python-loop (baseline)", f"{n_ref} x {T}", f"{slow / 1e6:.3f} M", "1x", ""),
+         ("gridworld 4x4, random π", "pgmath", f"{N} episodes", f"{grid_steps / t_grid / 1e6:.1f} M", "", "")],
+        title=f"episode sampler, {device}", fmt=fmt,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
+    add_format_argument(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
-    console = Console(width=130)
-    console.print(f"torch {torch.__version__}, threads = {torch.get_num_threads()}, device = {device}")
-    bench_gradient(console, device, args.quick)
-    bench_sampler(console, device, args.quick)
+    print(f"torch {torch.__version__}, threads = {torch.get_num_threads()}, device = {device}")
+    bench_gradient(device, args.quick, args.format)
+    bench_sampler(device, args.quick, args.format)
 
 
 if __name__ == "__main__":

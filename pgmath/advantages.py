@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pgmath.numerics import stable_centre
 from pgmath.returns import episode_stops
 from pgmath.scan import (
     HAVE_NUMBA,
@@ -191,16 +192,17 @@ def normalize_advantages(
         n = adv.numel()
         if n < 2:
             raise ValueError("adv must hold at least 2 entries to normalize")
-        return (adv - adv.mean()) / (adv.std() + eps)
+        centred, std = stable_centre(adv.reshape(-1), 0)
+        return (centred / (std + eps)).to(adv.dtype).reshape(adv.shape)
     m = validate_mask(mask, "mask", adv.shape, adv.device)
     validate_finite(adv, "adv", mask=m)
     n = int(m.sum())
     if n < 2:
         raise ValueError(f"mask must select at least 2 entries to normalize, got {n}")
-    safe = torch.where(m, adv, torch.zeros((), dtype=adv.dtype, device=adv.device))
-    mean = safe.sum() / n
-    var = (torch.where(m, safe - mean, torch.zeros_like(safe)) ** 2).sum() / (n - 1)
-    out = (safe - mean) / (var.sqrt() + eps)
+    # shifted by a selected entry and accumulated in float32 at least (pgmath.numerics): exact
+    # for near-constant batches, no float16 overflow at 10⁵ entries; masked-out entries → 0
+    centred, std = stable_centre(adv.reshape(-1), 0, mask=m.reshape(-1))
+    out = (centred / (std + eps)).to(adv.dtype).reshape(adv.shape)
     return torch.where(m, out, torch.zeros_like(out))
 
 

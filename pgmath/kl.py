@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from pgmath.numerics import accumulation_dtype
 from pgmath.validation import validate_float_tensor, validate_same_shape
 
 __all__ = ["KLEstimator", "kl_categorical", "kl_estimate"]
@@ -71,5 +72,12 @@ def kl_categorical(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     logp = torch.log_softmax(logits_p, -1)
     logq = torch.log_softmax(logits_q, -1)
     p = logp.exp()
-    terms = torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))
-    return terms.sum(-1)
+    # 0 · log 0 := 0, written before the product: where p = 0 (logits_p = −∞) the factors are
+    # replaced by 0 so the backward pass never multiplies 0 by ∞ (which would be NaN everywhere)
+    support = p > 0
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    logp_s = torch.where(support, logp, zero)
+    logq_s = torch.where(support, logq, zero)
+    acc = accumulation_dtype(logp.dtype)
+    terms = torch.where(support, p * (logp_s - logq_s), zero)
+    return terms.to(acc).sum(-1).to(logp.dtype)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from pgmath.numerics import accumulation_dtype, masked_sum
 from pgmath.validation import (
     validate_masked_pair,
     validate_positive,
@@ -39,14 +40,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean of ``x`` over the entries where ``mask`` is true (all when None).
 
     Masked-out entries never reach the sum, so a NaN there cannot leak into the result (unlike
-    ``(x * mask).sum()``, where NaN · 0 = NaN).
+    ``(x * mask).sum()``, where NaN · 0 = NaN). The sum and the count are accumulated in float32
+    at least (:func:`pgmath.numerics.masked_sum`; a float16 sum overflows at 65 504); the result
+    is returned in ``x``'s dtype.
     """
     if mask is None:
-        return x.mean()
-    n = mask.sum()
-    if int(n) == 0:
+        return x.to(accumulation_dtype(x.dtype)).mean().to(x.dtype)
+    n = int(mask.sum())
+    if n == 0:
         raise ValueError("mask selects no entries")
-    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum() / n
+    return (masked_sum(x, mask) / n).to(x.dtype)
 
 
 def _zero_masked(m: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -120,29 +123,36 @@ def ppo_clip_loss(
     log_probs, old_log_probs, advantages = _zero_masked(m, log_probs, old_log_probs, advantages)
     adv = advantages.detach()
     log_ratio = log_probs - old_log_probs.detach()
-    ratio = torch.exp(log_ratio)
-    surr_unclipped = ratio * adv
-    surr_clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
-    objective = torch.minimum(surr_unclipped, surr_clipped)
-    single_clip_objective = objective
-    dual_bound = None
-    if dual_clip is not None:
-        dual_bound = dual_clip * adv
-        objective = torch.where(adv < 0, torch.maximum(objective, dual_bound), objective)
+    with torch.no_grad():
+        lr = log_ratio.detach()
+        r = torch.exp(lr)  # may overflow to inf where the clip binds; never differentiated there
+        outside = (r > 1.0 + eps_high) | (r < 1.0 - eps_low)
+        binds = ((adv > 0) & (r > 1.0 + eps_high)) | ((adv < 0) & (r < 1.0 - eps_low))
+        single = torch.where(binds, torch.clamp(r, 1.0 - eps_low, 1.0 + eps_high) * adv, r * adv)
+        single = torch.where(adv == 0, torch.zeros_like(single), single)  # ρ·0 = 0 even if ρ = inf
+        if dual_clip is not None:
+            dual = (adv < 0) & (single < dual_clip * adv)
+        else:
+            dual = torch.zeros_like(binds)
+        constant = binds | dual | (adv == 0)
+        const_value = torch.where(dual, (dual_clip or 0.0) * adv, single)
+    # min(ρÂ, clip(ρ)Â) (and the dual bound) written as a select between a constant where a clip
+    # binds and ρÂ elsewhere; ρ is computed from a log-ratio set to 0 where a clip binds, so an
+    # overflowing exp (log-ratio ≥ 11 in float16, ≥ 89 in float32) never reaches the backward
+    # pass (0 · inf = NaN there would poison the whole step's gradient).
+    ratio = torch.exp(torch.where(constant, torch.zeros_like(log_ratio), log_ratio))
+    objective = torch.where(constant, const_value, ratio * adv)
     loss = -masked_mean(objective, m)
 
     with torch.no_grad():
-        r, a = ratio.detach(), adv
-        outside = (r > 1.0 + eps_high) | (r < 1.0 - eps_low)
-        binds = ((a > 0) & (r > 1.0 + eps_high)) | ((a < 0) & (r < 1.0 - eps_low))
-        dual = (a < 0) & (single_clip_objective < dual_bound) if dual_bound is not None else torch.zeros_like(outside)
-        fl = r.dtype
+        fl = accumulation_dtype(r.dtype)
+        lr_acc = lr.to(fl)
         info = {
             "clip_fraction": masked_mean(outside.to(fl), m),
             "clipped_fraction": masked_mean(binds.to(fl), m),
             "dual_clip_fraction": masked_mean(dual.to(fl), m),
-            "approx_kl": masked_mean(torch.expm1(log_ratio.detach()) - log_ratio.detach(), m),
-            "ratio_mean": masked_mean(r, m),
+            "approx_kl": masked_mean(torch.expm1(lr_acc) - lr_acc, m),
+            "ratio_mean": masked_mean(r.to(fl), m),
         }
     return loss, info
 

@@ -28,7 +28,12 @@ from pgmath.scan import (
     pick_backend,
     scan_torch,
 )
-from pgmath.validation import validate_all_finite, validate_rollout, validate_unit_interval
+from pgmath.validation import (
+    NOT_GIVEN,
+    validate_all_finite,
+    validate_rollout,
+    validate_unit_interval,
+)
 
 __all__ = [
     "discounted_returns",
@@ -130,7 +135,8 @@ def discounted_returns(
     hand-computed cases in ``tests/test_returns.py``; proofs ``proofs/returns.py``, ``proofs/gae.py``.
     """
     term, trunc = validate_rollout(
-        rewards, next_values=next_values, terminated=terminated, truncated=truncated, finite=False
+        rewards, next_values=NOT_GIVEN if next_values is None else next_values,
+        terminated=terminated, truncated=truncated, finite=False,
     )
     gamma = validate_unit_interval(gamma, "gamma")
     if backend == "reference":
@@ -161,7 +167,8 @@ def discounted_returns_reference(
 ) -> torch.Tensor:
     """:func:`discounted_returns` by a plain reverse loop over t (the reference)."""
     term, trunc = validate_rollout(
-        rewards, next_values=next_values, terminated=terminated, truncated=truncated
+        rewards, next_values=NOT_GIVEN if next_values is None else next_values,
+        terminated=terminated, truncated=truncated,
     )
     gamma = validate_unit_interval(gamma, "gamma")
     T = rewards.shape[0]

@@ -69,7 +69,13 @@ import math
 from dataclasses import dataclass
 
 import torch
-from scipy import stats as _sps
+
+from pgmath.optional import extra_error
+
+try:
+    from scipy import stats as _sps
+except ImportError as exc:
+    raise extra_error("stats", "pgmath.stats", exc) from exc
 
 from pgmath.validation import validate_float_tensor
 

@@ -8,11 +8,14 @@ are not boolean or 0/1, empty time axes, non-positive clip ranges.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
+    "NOT_GIVEN",
     "as_flags",
     "as_real",
     "validate_all_finite",
@@ -26,6 +29,15 @@ __all__ = [
     "validate_time_major",
     "validate_unit_interval",
 ]
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: Default of optional validator arguments: "not passed", as distinct from an explicit ``None``.
+NOT_GIVEN: object = _NotGiven()
 
 
 def validate_float_tensor(x: object, name: str, *, finite: bool = True) -> torch.Tensor:
@@ -113,11 +125,23 @@ def validate_mask(mask: object, name: str, shape: Sequence[int], device: torch.d
 
 
 def as_real(value: object, name: str) -> float:
+    """Return a finite real scalar as a float, raising a ``ValueError`` naming ``name`` otherwise.
+
+    Accepts any real scalar: a Python ``int``/``float``, a NumPy scalar (``np.float32(0.9)``,
+    ``np.int64(1)``) or 0-d array, a one-element real tensor. Booleans, complex numbers, strings,
+    ``None`` and arrays of more than one element are refused.
+    """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        if value.dtype == torch.bool or torch.is_complex(value):
+            raise ValueError(f"{name} must be a real number, got a {value.dtype} tensor")
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    elif isinstance(value, np.ndarray):
+        if value.ndim != 0:
+            raise ValueError(f"{name} must be a scalar, got an array of shape {value.shape}")
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
     if not math.isfinite(v):
@@ -144,28 +168,32 @@ def validate_positive(value: object, name: str) -> float:
 def validate_rollout(
     rewards: torch.Tensor,
     *,
-    values: torch.Tensor | None = None,
-    next_values: torch.Tensor | None = None,
+    values: object = NOT_GIVEN,
+    next_values: object = NOT_GIVEN,
     terminated: object = None,
-    truncated: object = None,
+    truncated: object = NOT_GIVEN,
     finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate a time-major rollout; return the (terminated, truncated) flags as bool tensors.
+
+    ``rewards`` and ``terminated`` are required; ``values``, ``next_values`` and ``truncated`` are
+    validated when passed, and a formula that does not use one leaves it out (the TD error has no
+    ``truncated``; the returned flag is then ``None``). Passed as ``None``, any of them is a
+    ``ValueError`` naming the argument, not an ``AttributeError`` further down; a formula whose
+    tensor is optional passes :data:`NOT_GIVEN` instead of ``None``.
 
     With ``finite=False`` the NaN/inf scan of the float inputs is left to the caller (the fused
     numba kernels do it in the same pass as the recursion).
     """
     validate_float_tensor(rewards, "rewards", finite=finite)
     validate_time_major(rewards, "rewards")
-    if values is not None:
-        validate_float_tensor(values, "values", finite=finite)
-    if next_values is not None:
-        validate_float_tensor(next_values, "next_values", finite=finite)
+    given = {"values": values, "next_values": next_values}
+    given = {name: t for name, t in given.items() if t is not NOT_GIVEN}
+    for name, t in given.items():
+        validate_float_tensor(t, name, finite=finite)
     term = as_flags(terminated, "terminated")
-    trunc = as_flags(truncated, "truncated") if truncated is not None else None
-    validate_same_shape(
-        "rewards", rewards, values=values, next_values=next_values, terminated=term, truncated=trunc
-    )
+    trunc = None if truncated is NOT_GIVEN else as_flags(truncated, "truncated")
+    validate_same_shape("rewards", rewards, **given, terminated=term, truncated=trunc)
     return term, trunc
 
 

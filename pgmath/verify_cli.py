@@ -1,25 +1,27 @@
 """``pgmath verify``: run every formula check and estimator test, print one table.
 
-Exit status 0 when every check passes, 1 when any fails. With ``--out DIR`` a JSON report
-(``verify-report.json``, carrying the pgmath version) and the suites' PNG plots are written there.
+Exit status 0 when every check passes, 1 when any fails, 2 when it cannot run (a bad option, or
+an optional dependency of a suite missing: the message names the extra to install). With
+``--out DIR`` a JSON report (``verify-report.json``, carrying the pgmath version) and the suites'
+PNG plots are written there. The table is printed by :mod:`pgmath.tables`: a rich table in a
+terminal (when rich is installed), complete plain text when piped; ``--format`` picks one.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import platform
 import sys
 import time
+from typing import IO
 
 import torch
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from pgmath import __version__
+from pgmath.tables import add_format_argument, print_table
 from pgmath.verification import (
     SUITES,
     SUITES_BY_AREA,
@@ -30,7 +32,7 @@ from pgmath.verification import (
     write_suite_artifacts,
 )
 
-__all__ = ["add_commands", "run_verify"]
+__all__ = ["COLUMNS", "add_commands", "print_results", "run_verify"]
 
 
 def add_commands(subparsers) -> None:
@@ -50,6 +52,7 @@ def add_commands(subparsers) -> None:
         default=None,
         help=f"run only these areas ({', '.join(SUITES_BY_AREA)}); repeatable",
     )
+    add_format_argument(p)
     p.set_defaults(func=_main)
 
 
@@ -62,34 +65,48 @@ def _suites_for(areas: list[str] | None) -> tuple[str, ...]:
     return tuple(SUITES_BY_AREA[a] for a in areas)
 
 
-def run_verify(ctx: VerifyContext, suites: tuple[str, ...] = SUITES, console: Console | None = None) -> list[RowResult]:
-    """Run the checks of ``suites`` with a progress bar; return their results."""
-    console = console or Console(stderr=True)
+def run_verify(ctx: VerifyContext, suites: tuple[str, ...] = SUITES, console: object = None,
+               *, progress: bool | None = None) -> list[RowResult]:
+    """Run the checks of ``suites``; return their results.
+
+    A progress bar is drawn on standard error when it is a terminal and rich is installed
+    (``progress=None``), or as ``progress`` says; ``console`` is an optional rich console for it.
+    """
     checks = collect_rows(ctx, suites)
+    if progress is None:
+        progress = sys.stderr.isatty() and importlib.util.find_spec("rich") is not None
+    if not progress:
+        return [run_row(check, ctx) for check in checks]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     results: list[RowResult] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("verifying", total=len(checks))
+    with Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("verifying", total=len(checks))
         for check in checks:
-            progress.update(task, description=f"{check.area}: {check.name}")
+            bar.update(task, description=f"{check.area}: {check.name}")
             results.append(run_row(check, ctx))
-            progress.advance(task)
+            bar.advance(task)
     return results
 
 
-def _table(results: list[RowResult], ctx: VerifyContext) -> Table:
+#: The columns of the verify table.
+COLUMNS: tuple[str, ...] = ("area", "formula / estimator", "check", "statistic", "verdict")
+
+
+def print_results(results: list[RowResult], ctx: VerifyContext, fmt: str = "auto",
+                  file: IO[str] | None = None) -> None:
+    """Print the verify table (one row per check, every cell in full) in ``fmt``."""
     n_ok = sum(r.passed for r in results)
-    table = Table(
+    print_table(
+        COLUMNS,
+        [(r.area, r.name, r.check, r.statistic, "PASS" if r.passed else "FAIL") for r in results],
         title=f"pgmath {__version__} verify — device {ctx.device}, seed {ctx.seed}"
         + (", quick" if ctx.quick else ""),
         caption=f"{n_ok}/{len(results)} checks passed",
+        fmt=fmt, file=file, color_column="verdict",
     )
-    for col in ("area", "formula / estimator", "check", "statistic", "verdict"):
-        table.add_column(col, overflow="fold")
-    for r in results:
-        verdict = "[green]PASS[/green]" if r.passed else "[bold red]FAIL[/bold red]"
-        table.add_row(escape(r.area), escape(r.name), escape(r.check), escape(r.statistic), verdict)
-    return table
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -105,13 +122,18 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     ctx = VerifyContext(device=device, samples=args.samples, seed=args.seed, quick=args.quick)
     suites = _suites_for(args.area)
-    console = Console()
+    # with --format json, stdout carries the JSON document only; messages go to stderr
+    log = sys.stderr if args.format == "json" else sys.stdout
     t0 = time.perf_counter()
-    results = run_verify(ctx, suites, Console(stderr=True))
-    console.print(_table(results, ctx))
+    try:
+        results = run_verify(ctx, suites)
+    except ImportError as exc:  # an optional dependency of a suite is missing
+        print(f"pgmath verify: {exc}", file=sys.stderr)
+        return 2
+    print_results(results, ctx, args.format)
     for r in results:
         if r.error:
-            console.print(f"[red]{escape(r.area)} / {escape(r.name)} / {escape(r.check)}: {escape(r.error)}[/red]")
+            print(f"{r.area} / {r.name} / {r.check}: {r.error}", file=log)
     elapsed = time.perf_counter() - t0
     if args.out is not None:
         out: pathlib.Path = args.out
@@ -131,10 +153,10 @@ def _main(args: argparse.Namespace) -> int:
             "artifacts": artifacts,
         }
         (out / "verify-report.json").write_text(json.dumps(report, indent=2, default=str))
-        console.print(f"report: {out / 'verify-report.json'}; {len(artifacts)} artifact(s)")
+        print(f"report: {out / 'verify-report.json'}; {len(artifacts)} artifact(s)", file=log)
     failed = [r for r in results if not r.passed]
-    console.print(
+    print(
         f"pgmath {__version__}: {len(results) - len(failed)} passed, {len(failed)} failed "
-        f"in {elapsed:.1f} s"
+        f"in {elapsed:.1f} s", file=log,
     )
     return 1 if failed else 0

@@ -23,6 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
+from pgmath.optional import extra_error
+
+try:
+    import sympy  # noqa: F401  (an optional dependency: say which extra brings it)
+except ImportError as exc:
+    raise extra_error("proofs", "pgmath.proofs", exc) from exc
+
 from .core import Claim, ProofResult, impl_keywords
 
 __all__ = ["PROOFS", "Claim", "ProofResult", "ProofSpec", "impl_keywords", "run_all", "run_proof"]

@@ -9,9 +9,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from pgmath.optional import extra_error
+
+try:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+except ImportError as exc:
+    raise extra_error("proofs", "python -m pgmath.proofs", exc) from exc
 
 from . import PROOFS, run_proof
 

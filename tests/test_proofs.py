@@ -525,7 +525,7 @@ def test_wheel_installs_pgmath_proofs_and_no_top_level_proofs(tmp_path: pathlib.
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
     for name in ("pgmath", "proofs"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "pytest_pgmath.py"):
         shutil.copy2(ROOT / name, src / name)
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "--no-index",
@@ -539,7 +539,8 @@ def test_wheel_installs_pgmath_proofs_and_no_top_level_proofs(tmp_path: pathlib.
     shipped = {n.removeprefix("pgmath/proofs/") for n in names if n.startswith("pgmath/proofs/")}
     assert {f"{spec.name}.py" for spec in PROOFS} | {"__init__.py", "__main__.py", "core.py", "suite.py"} <= shipped
     top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
-    assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["pgmath"]
+    # pgmath, and the thin pytest plugin module (issue 15: it must not import the pgmath package)
+    assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["pgmath", "pytest_pgmath"]
 
 
 def test_one_process_loads_the_proofs_once_as_pgmath_proofs() -> None:

@@ -55,7 +55,7 @@ def test_ppo_loss_without_mask_and_in_the_rlax_convention():
         clipped = torch.clamp(prob_ratios_t, 1 - epsilon, 1 + epsilon)
         return -torch.mean(torch.minimum(prob_ratios_t * adv_t, clipped * adv_t))
 
-    check_ppo_loss(rlax_loss, convention="rlax", max_examples=40)
+    check_ppo_loss(rlax_loss, convention="rlax", arrays="torch", max_examples=40)  # a torch stand-in
     with pytest.raises(ValueError, match="symmetric"):
         check_ppo_loss(rlax_loss, convention="rlax", dual_clip=3.0)
 
@@ -189,5 +189,7 @@ def test_plugin_object_applies_the_session_options():
     assert 0 < report.examples <= 4
     own = checks.gae(pgmath.gae, options=CheckOptions(max_examples=0))  # the call's own options win
     assert own.examples == 0
+    # the fixture's name works too (docs/verify-your-implementation.md once used it; issue 12)
+    assert checks.check_gae(pgmath.gae, edge_cases=False).examples <= 4
     with pytest.raises(AttributeError):
-        checks.check_gae  # noqa: B018  (the attribute is .gae; check_gae is the fixture's name)
+        checks.check_nothing  # noqa: B018

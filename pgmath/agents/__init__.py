@@ -16,6 +16,13 @@ and the ``pgmath train`` / ``pgmath eval`` commands.
     returns = evaluate(result.model, cfg.env_id, episodes=100)
 """
 
+from pgmath.optional import extra_error
+
+try:
+    import gymnasium  # noqa: F401  (an optional dependency: say which extra brings it)
+except ImportError as exc:
+    raise extra_error("agents", "pgmath.agents", exc) from exc
+
 from pgmath.agents.config import ALGOS, AgentConfig
 from pgmath.agents.evaluate import evaluate, load_agent
 from pgmath.agents.presets import ALGO_DEFAULTS, ENV_PRESETS, preset, resolve_config

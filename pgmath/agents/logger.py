@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pgmath.optional import require
+
 __all__ = ["EPISODE_COLUMNS", "UPDATE_COLUMNS", "RunLogger", "plot_learning_curve", "read_csv"]
 
 UPDATE_COLUMNS: tuple[str, ...] = (
@@ -72,6 +74,7 @@ class RunLogger:
         self._bar = None
         self._tb = None
         if enabled and progress:
+            require("tqdm", extra="agents", feature="the progress bar")
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
@@ -140,6 +143,7 @@ def plot_learning_curve(
     episodes_csv: str | pathlib.Path, out_png: str | pathlib.Path, *, title: str = "", window: int = 100
 ) -> pathlib.Path:
     """Episode return against environment step (dots) with a moving average over ``window``."""
+    require("matplotlib", extra="plots", feature="plotting")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,6 +13,13 @@
 * the ``pgmath verify`` rows and plots (:mod:`.verify`).
 """
 
+from pgmath.optional import extra_error
+
+try:
+    import scipy  # noqa: F401  (an optional dependency: say which extra brings it)
+except ImportError as exc:
+    raise extra_error("stats", "pgmath.estimators", exc) from exc
+
 from pgmath.estimators.expected import expected_gradient, gae_value_error_bias
 from pgmath.estimators.policy_gradient import (
     BIASED_ESTIMATORS,

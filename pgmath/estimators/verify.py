@@ -61,6 +61,7 @@ from pgmath.mdp import (
     short_corridor,
     short_corridor_features,
 )
+from pgmath.optional import require
 from pgmath.stats import UnbiasedTest, hotelling_power, unbiasedness_test
 from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
@@ -409,6 +410,7 @@ def _save(plt, fig, path: pathlib.Path) -> pathlib.Path:
 
 def write_artifacts(ctx: VerifyContext, out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Write ``estimators_curves.json`` and three PNG plots into ``out_dir``; return their paths."""
+    require("matplotlib", extra="plots", feature="plotting")
     import matplotlib
 
     matplotlib.use("Agg")

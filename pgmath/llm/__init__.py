@@ -5,12 +5,14 @@ Alignment convention for every ``[B, L]`` tensor: position t refers to token ``t
 log-probability of token t is read from the logits at t − 1 (:func:`token_log_probs`), as a
 Hugging Face causal LM emits them.
 
-* log-probs — :func:`token_log_probs`
+* log-probs and entropies — :func:`token_log_probs`, :func:`token_entropy` (at the sampling
+  temperature, chunked), :func:`token_log_probs_from_hidden` (never holds the logits)
 * loss aggregation — :func:`aggregate_token_loss`, :func:`aggregation_weights`
 * advantages — :func:`group_advantages` (GRPO), :func:`rloo_advantages`,
   :func:`batch_normalized_returns` (REINFORCE++), :func:`token_gae`, :func:`token_rewards`
 * KL — :func:`kl_penalty` (in the reward), :func:`kl_loss` (as a loss term), :func:`token_kl`
-* policy loss — :func:`token_policy_loss` (ratio, clip-higher, dual clip, any aggregation)
+* policy loss — :func:`token_policy_loss` (ratio, clip-higher, dual clip, any aggregation);
+  :func:`policy_loss` (PPO, CISPO, GSPO, GSPO-token, GMPO, REINFORCE × five aggregations)
 * the exact oracle — :mod:`pgmath.llm.oracle`; the toy trainers — :mod:`pgmath.llm.train`
 """
 
@@ -25,12 +27,21 @@ from pgmath.llm.advantages import (
     token_rewards,
 )
 from pgmath.llm.aggregate import AGGREGATION_MODES, aggregate_token_loss, aggregation_weights
+from pgmath.llm.chunked import token_log_probs_from_hidden
 from pgmath.llm.kl import kl_loss, kl_penalty, token_kl
-from pgmath.llm.logprobs import token_log_probs, token_log_probs_reference
+from pgmath.llm.logprobs import (
+    token_entropy,
+    token_entropy_reference,
+    token_log_probs,
+    token_log_probs_reference,
+)
 from pgmath.llm.losses import token_policy_loss
+from pgmath.llm.policy_loss import OBJECTIVES, POLICY_AGGREGATIONS, policy_loss
 
 __all__ = [
     "AGGREGATION_MODES",
+    "OBJECTIVES",
+    "POLICY_AGGREGATIONS",
     "aggregate_token_loss",
     "aggregation_weights",
     "batch_normalized_returns",
@@ -39,11 +50,15 @@ __all__ = [
     "kl_loss",
     "kl_penalty",
     "last_token_index",
+    "policy_loss",
     "rloo_advantages",
     "rloo_advantages_reference",
+    "token_entropy",
+    "token_entropy_reference",
     "token_gae",
     "token_kl",
     "token_log_probs",
+    "token_log_probs_from_hidden",
     "token_log_probs_reference",
     "token_policy_loss",
     "token_rewards",

@@ -40,6 +40,7 @@ import torch
 
 from pgmath.advantages import gae as _core_gae
 from pgmath.advantages import normalize_advantages
+from pgmath.numerics import stable_centre
 from pgmath.scan import Backend, discounted_cumsum
 from pgmath.validation import (
     validate_finite,
@@ -98,10 +99,13 @@ def group_advantages(
     """
     r = _validate_groups(rewards)
     eps = _validate_eps(eps)
-    centred = r - r.mean(dim=1, keepdim=True)
+    # shifted by a group member, scaled, accumulated in float32 at least (pgmath.numerics): the
+    # best response of a near-constant float32 group keeps a positive advantage
+    centred, std = stable_centre(r, 1)
     const = (r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True))
     if normalize_std:
-        centred = centred / (r.std(dim=1, keepdim=True) + eps)
+        centred = centred / (std + eps)
+    centred = centred.to(r.dtype)
     return torch.where(const, torch.zeros_like(centred), centred)
 
 
@@ -142,7 +146,8 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     """
     r = _validate_groups(rewards)
     K = r.shape[1]
-    adv = (r - r.mean(dim=1, keepdim=True)) * (K / (K - 1))
+    centred, _ = stable_centre(r, 1)
+    adv = (centred * (K / (K - 1))).to(r.dtype)
     const = (r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True))
     return torch.where(const, torch.zeros_like(adv), adv)
 

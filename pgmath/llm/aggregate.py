@@ -41,6 +41,7 @@ from typing import Literal
 
 import torch
 
+from pgmath.numerics import accumulation_dtype
 from pgmath.validation import validate_float_tensor, validate_mask, validate_positive
 
 __all__ = ["AGGREGATION_MODES", "AggregationMode", "aggregate_token_loss", "aggregation_weights"]
@@ -83,7 +84,9 @@ def aggregation_weights(
     m = validate_mask(mask, "mask", mask.shape, mask.device)
     if mode not in AGGREGATION_MODES:
         raise ValueError(f"mode must be one of {AGGREGATION_MODES}, got {mode!r}")
-    mf = m.to(dtype)
+    # counts and weights in float64 (exact integer counts; a float16 count stops at 65 504),
+    # cast to ``dtype`` at the end
+    mf = m.to(torch.float64)
     lengths = mf.sum(1)  # L_b
     explicit = False
     if mode == "token-mean":
@@ -120,7 +123,7 @@ def aggregation_weights(
         if explicit:  # unreachable (validate_positive), kept for clarity
             raise ValueError("normalizer must be > 0")
         raise ValueError("mask selects no tokens: the default denominator would be 0")
-    return mf * (row_scale / denom).unsqueeze(1)
+    return (mf * (row_scale / denom).unsqueeze(1)).to(dtype)
 
 
 def aggregate_token_loss(
@@ -155,11 +158,10 @@ def aggregate_token_loss(
     if loss.dim() != 2 or loss.numel() == 0:
         raise ValueError(f"loss must have a non-empty shape [B, L], got {tuple(loss.shape)}")
     m = validate_mask(mask, "mask", loss.shape, loss.device)
-    w = aggregation_weights(
-        m, mode, normalizer=normalizer, num_sequences=num_sequences, dtype=loss.dtype
-    )
+    acc = accumulation_dtype(loss.dtype)  # float16/bfloat16 are weighted and summed in float32
+    w = aggregation_weights(m, mode, normalizer=normalizer, num_sequences=num_sequences, dtype=acc)
     bad = m & ~torch.isfinite(loss)
     if bool(bad.any()):
         raise ValueError(f"loss contains {int(bad.sum())} non-finite value(s) at masked-in positions")
     safe = torch.where(m, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
-    return (safe * w).sum()
+    return (safe.to(acc) * w).sum().to(loss.dtype)

@@ -25,6 +25,7 @@ import torch
 
 from pgmath.llm.aggregate import AggregationMode, aggregation_weights
 from pgmath.losses import ppo_clip_loss
+from pgmath.numerics import accumulation_dtype
 from pgmath.validation import validate_float_tensor, validate_mask
 
 __all__ = ["token_policy_loss"]
@@ -75,10 +76,11 @@ def token_policy_loss(
             f"old_log_probs has shape {tuple(old_log_probs.shape)} but log_probs has shape "
             f"{tuple(log_probs.shape)}"
         )
-    w = aggregation_weights(
-        m, mode, normalizer=normalizer, num_sequences=num_sequences, dtype=log_probs.dtype
-    )
-    n = m.sum().to(log_probs.dtype)
+    # the weights and the token count in float32 at least: in float16 the count overflows at
+    # 65 504 tokens and n·w would be inf (a bogus "non-finite advantages")
+    acc = accumulation_dtype(log_probs.dtype)
+    w = aggregation_weights(m, mode, normalizer=normalizer, num_sequences=num_sequences, dtype=acc)
+    n = float(int(m.sum()))
     zero = torch.zeros((), dtype=log_probs.dtype, device=log_probs.device)
     # masked positions are zeroed first: NaN there reaches neither the value nor the gradient
     lp = torch.where(m, log_probs, zero)
@@ -86,12 +88,13 @@ def token_policy_loss(
     adv = torch.where(m, advantages.to(log_probs.dtype), zero)
     if int(m.sum()) == 0:  # only reachable with explicit global denominators: an exact 0
         return (lp * zero).sum(), {}
-    return ppo_clip_loss(
+    loss, info = ppo_clip_loss(
         lp,
         old,
-        adv.detach() * w * n,
+        adv.detach().to(acc) * (w * n),
         clip_eps=clip_eps,
         clip_eps_high=clip_eps_high,
         dual_clip=dual_clip,
         mask=m,
     )
+    return loss.to(log_probs.dtype), info

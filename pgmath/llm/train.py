@@ -40,6 +40,7 @@ from pgmath.llm.losses import token_policy_loss
 from pgmath.llm.model import TinyCausalLM
 from pgmath.llm.toy import SortTask
 from pgmath.losses import value_loss
+from pgmath.optional import require
 
 __all__ = ["TrainConfig", "generate", "train"]
 
@@ -126,6 +127,7 @@ def _evaluate(model: TinyCausalLM, task: SortTask, prompts: torch.Tensor) -> flo
 
 
 def _plot(history: list[dict[str, float]], path: pathlib.Path, title: str) -> None:
+    require("matplotlib", extra="plots", feature="plotting")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,6 +202,7 @@ def _train(config: TrainConfig) -> dict[str, Any]:
 
     bar = None
     if config.progress:
+        require("tqdm", extra="cli", feature="the progress bar (progress=False turns it off)")
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, desc=f"{config.algo}-toy", unit="it")

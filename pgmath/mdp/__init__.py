@@ -3,7 +3,9 @@
 Small MDPs whose exact gradients are known are how pgmath proves its estimators right:
 :class:`TabularMDP` solves them with linear solves, :func:`sample_episodes` draws episodes from
 them (vectorized in torch), and :mod:`pgmath.mdp.canonical` holds the textbook examples.
-Gymnasium environments live in :mod:`pgmath.mdp.envs` (imported on demand).
+Gymnasium environments live in :mod:`pgmath.mdp.envs`; importing :mod:`pgmath.mdp` registers their
+ids (``gymnasium.make("pgmath/ShortCorridor-v0")``), as environment packages do, when gymnasium is
+installed (``pip install 'pgmath[mdp]'``); without it the rest of the package works.
 
 The deterministic quantities (V^π, Q^π, d^π, the exact ∇J, finite-horizon values) are specified
 in :mod:`pgmath.specs.mdp` (properties, wrong variants, bad inputs); the ``pgmath verify --area
@@ -49,6 +51,10 @@ from pgmath.mdp.sampler import (
     steps_for_tolerance,
 )
 from pgmath.mdp.tabular import PolicyFn, TabularMDP
+from pgmath.optional import missing
+
+if not missing("gymnasium"):  # register pgmath/ShortCorridor-v0, … with gymnasium on import
+    from pgmath.mdp import envs as envs
 
 __all__ = [
     "EXAMPLE_13_1",

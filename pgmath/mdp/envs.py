@@ -14,9 +14,10 @@ the episode terminates first (see :mod:`pgmath.mdp.sampler`). For exact statisti
 :func:`pgmath.mdp.sample_episodes`, which is also much faster; these environments exist so
 that gymnasium-based agents can run on MDPs with known exact values and gradients.
 
-``gymnasium.make("pgmath.mdp.envs:pgmath/GridWorld-v0")`` imports this module (and so
-registers) on demand; ``import pgmath.mdp.envs`` or ``pgmath.mdp.envs.register_envs()``
-before ``gymnasium.make("pgmath/GridWorld-v0")`` does the same.
+``import pgmath.mdp`` registers them (it imports this module when gymnasium is installed);
+``gymnasium.make("pgmath.mdp.envs:pgmath/GridWorld-v0")`` imports this module (and so registers)
+on demand; ``pgmath.mdp.envs.register_envs()`` registers again after a registry reset. Without
+gymnasium, importing this module raises an ImportError naming ``pip install 'pgmath[mdp]'``.
 
 Checked by: tests/test_mdp_envs.py (``gymnasium.utils.env_checker.check_env``; empirical
 returns of the env match the exact values).
@@ -26,9 +27,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium
 import numpy as np
-from gymnasium import spaces
+
+from pgmath.optional import extra_error
+
+try:
+    import gymnasium
+    from gymnasium import spaces
+except ImportError as exc:
+    raise extra_error("mdp", "pgmath.mdp.envs", exc) from exc
 
 from pgmath.mdp.canonical import gridworld, short_corridor
 from pgmath.mdp.tabular import TabularMDP

@@ -36,6 +36,7 @@ from pgmath.mdp.goodness_of_fit import occupancy_chi_square
 from pgmath.mdp.parameterizations import LinearSoftmaxPolicy
 from pgmath.mdp.sampler import sample_episodes
 from pgmath.mdp.tabular import TabularMDP
+from pgmath.optional import require
 from pgmath.specs import SPECS, verify_rows
 from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
@@ -150,6 +151,7 @@ def write_artifacts(ctx: VerifyContext, out_dir: pathlib.Path) -> list[pathlib.P
     sc_json = out_dir / "mdp-short-corridor.json"
     sc_json.write_text(json.dumps({"p_right": ps, "J": Js, "p_star": p_star, "J_star": J_star, "book": EXAMPLE_13_1}))
     paths.append(sc_json)
+    require("matplotlib", extra="plots", feature="plotting")
     import matplotlib
 
     matplotlib.use("Agg")

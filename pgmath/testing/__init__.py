@@ -7,8 +7,12 @@ Three lines::
     check_gae(compute_gae, convention="sb3")
 
 * checks — :func:`check_gae`, :func:`check_returns`, :func:`check_ppo_loss`,
-  :func:`check_kl_estimator`, :func:`check_group_advantages` (:mod:`pgmath.testing.checks`), all
-  configured by one :class:`CheckOptions` (or its fields as keywords)
+  :func:`check_kl_estimator`, :func:`check_group_advantages`,
+  :func:`check_policy_loss` (PPO, CISPO, GSPO, GMPO, REINFORCE × aggregations),
+  :func:`check_kl_penalty`, :func:`check_token_gae`, :func:`check_reinforce_pp_returns`
+  (:mod:`pgmath.testing.checks`), all configured by one :class:`CheckOptions` (or its fields as
+  keywords)
+* ready adapters of real libraries — :mod:`pgmath.testing.adapters` (``pgmath conform``)
 * calling conventions — ``"pgmath"``, ``"sb3"``, ``"rlax"``, ``"torchrl"``
   (:mod:`pgmath.testing.conventions`)
 * Hypothesis strategies — :func:`rollouts` (of :class:`~pgmath.rollouts.Rollout` s),
@@ -25,6 +29,13 @@ Docs: ``docs/testing/``.
 
 from typing import Any
 
+from pgmath.optional import extra_error
+
+try:
+    import hypothesis  # noqa: F401  (an optional dependency: say which extra brings it)
+except ImportError as exc:
+    raise extra_error("testing", "pgmath.testing", exc) from exc
+
 from pgmath.rollouts import Rollout
 from pgmath.testing.checks import (
     DEFAULT_MAX_EXAMPLES,
@@ -33,8 +44,14 @@ from pgmath.testing.checks import (
     check_gae,
     check_group_advantages,
     check_kl_estimator,
+    check_kl_penalty,
+    check_policy_loss,
     check_ppo_loss,
+    check_reinforce_pp_returns,
     check_returns,
+    check_token_entropy,
+    check_token_gae,
+    check_token_log_probs,
 )
 from pgmath.testing.conventions import (
     GAE_CONVENTIONS,
@@ -68,8 +85,14 @@ __all__ = [
     "check_gae",
     "check_group_advantages",
     "check_kl_estimator",
+    "check_kl_penalty",
+    "check_policy_loss",
     "check_ppo_loss",
+    "check_reinforce_pp_returns",
     "check_returns",
+    "check_token_entropy",
+    "check_token_gae",
+    "check_token_log_probs",
     "logit_batches",
     "make_rollout",
     "reward_groups",

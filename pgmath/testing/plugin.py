@@ -1,7 +1,9 @@
-"""pytest plugin: fixtures that check your implementations against pgmath's references.
+"""The pytest fixtures' working half: :class:`PgmathChecks`, the checks with a session's settings.
 
-Loaded automatically once pgmath is installed (``pytest11`` entry point ``pgmath``), or with
-``pytest -p pgmath.testing.plugin``. In a test::
+The plugin itself is the thin module :mod:`pytest_pgmath` (entry point ``pgmath``, loaded when
+pgmath is installed), which imports nothing heavy until a test asks for a fixture; this module is
+what its fixtures then import. ``pytest -p pgmath.testing.plugin`` still works (it re-exports the
+thin plugin's hooks and fixtures; loaded both ways, the options are added once). In a test::
 
     def test_my_gae(check_gae):
         from mytrainer import compute_gae
@@ -18,7 +20,8 @@ Options (command line, or ``[tool.pytest.ini_options]``): ``--pgmath-max-example
 :data:`pgmath.testing.checks.DEFAULT_MAX_EXAMPLES`), ``--pgmath-seed S`` / ``pgmath_seed = S``
 (a Hypothesis seed; default derandomized, so CI runs are reproducible).
 
-Checked by: ``tests/test_testing_cli.py`` (pytester runs of passing and failing checks).
+Checked by: ``tests/test_testing_cli.py`` (pytester runs of passing and failing checks),
+``tests/test_packaging.py`` (the thin plugin stays thin).
 """
 
 from __future__ import annotations
@@ -26,31 +29,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from pgmath.testing import checks
 from pgmath.testing.checks import CheckOptions, CheckReport
-from pgmath.testing.mutants import Mutant, catalogue
+from pytest_pgmath import (
+    check_gae,
+    check_group_advantages,
+    check_kl_estimator,
+    check_ppo_loss,
+    check_returns,
+    pgmath_checks,
+    pgmath_mutants,
+    pytest_addoption,
+)
 
 __all__ = ["PgmathChecks"]
 
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("pgmath", "pgmath.testing: checks against pgmath's references")
-    group.addoption("--pgmath-max-examples", type=int, default=None,
-                    help="property-based examples per pgmath check (default 100)")
-    group.addoption("--pgmath-seed", type=int, default=None,
-                    help="Hypothesis seed of the pgmath checks (default: derandomized)")
-    parser.addini("pgmath_max_examples", "property-based examples per pgmath check", default=None)
-    parser.addini("pgmath_seed", "Hypothesis seed of the pgmath checks", default=None)
-
-
-def _setting(config: pytest.Config, name: str) -> int | None:
-    value = config.getoption(f"--pgmath-{name.replace('_', '-')}")
-    if value is None:
-        raw = config.getini(f"pgmath_{name}")
-        value = int(raw) if raw not in (None, "") else None
-    return value
+# the thin plugin's hooks and fixtures, for ``pytest -p pgmath.testing.plugin``
+PLUGIN_OBJECTS = (check_gae, check_group_advantages, check_kl_estimator, check_ppo_loss,
+                  check_returns, pgmath_checks, pgmath_mutants, pytest_addoption)
 
 
 #: fixture / attribute name -> the check it runs
@@ -60,6 +56,7 @@ _CHECKS = {
     "ppo_loss": checks.check_ppo_loss,
     "kl_estimator": checks.check_kl_estimator,
     "group_advantages": checks.check_group_advantages,
+    "policy_loss": checks.check_policy_loss,
 }
 
 
@@ -77,9 +74,10 @@ class PgmathChecks:
         self.options = CheckOptions(max_examples=self.max_examples, seed=seed)
 
     def __getattr__(self, name: str) -> Callable[..., CheckReport]:
-        if name not in _CHECKS:
+        key = name.removeprefix("check_")  # pgmath_checks.check_gae is pgmath_checks.gae
+        if key not in _CHECKS:
             raise AttributeError(name)
-        check = _CHECKS[name]
+        check = _CHECKS[key]
 
         def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> CheckReport:
             kwargs.setdefault("options", self.options)
@@ -88,30 +86,3 @@ class PgmathChecks:
         run.__name__ = check.__name__
         run.__doc__ = check.__doc__
         return run
-
-
-@pytest.fixture
-def pgmath_checks(request: pytest.FixtureRequest) -> PgmathChecks:
-    """Every pgmath check, configured by ``--pgmath-max-examples`` / ``--pgmath-seed``."""
-    cfg = request.config
-    return PgmathChecks(_setting(cfg, "max_examples"), _setting(cfg, "seed"))
-
-
-def _check_fixture(name: str):
-    def fixture(pgmath_checks: PgmathChecks):
-        return getattr(pgmath_checks, name)
-
-    fixture.__name__ = f"check_{name}"
-    fixture.__doc__ = f":func:`pgmath.testing.check_{name}` with the session's settings."
-    return pytest.fixture(name=f"check_{name}")(fixture)
-
-
-# the fixtures check_gae, check_returns, check_ppo_loss, check_kl_estimator, check_group_advantages
-for _name in _CHECKS:
-    globals()[f"check_{_name}"] = _check_fixture(_name)
-
-
-@pytest.fixture
-def pgmath_mutants() -> tuple[Mutant, ...]:
-    """The catalogue :data:`pgmath.testing.mutants.MUTANTS` of buggy implementations."""
-    return catalogue()

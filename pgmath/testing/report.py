@@ -24,6 +24,7 @@ __all__ = [
     "explain_step",
     "flat_table",
     "fmt",
+    "fmt_pair",
     "mismatch_lines",
     "rollout_description",
     "rollout_table",
@@ -49,6 +50,20 @@ def fmt(x: float) -> str:
     if x == 0:
         return "0"
     return f"{x:.6g}"
+
+
+def fmt_pair(expected: float, got: float) -> str:
+    """``"expected X, got Y (diff D)"`` with as many significant digits as it takes for two
+    different numbers to print differently (6 to 17): never "expected 0.0315571, got 0.0315571"."""
+    e, g = float(expected), float(got)
+    digits = 6
+    while digits < 17 and e != g and f"{e:.{digits}g}" == f"{g:.{digits}g}":
+        digits += 1
+
+    def show(x: float) -> str:
+        return str(x) if math.isnan(x) or math.isinf(x) else ("0" if x == 0 else f"{x:.{digits}g}")
+
+    return f"expected {show(e)}, got {show(g)} (diff {fmt(g - e)})"
 
 
 def env_label(idx: tuple[int, ...]) -> str:
@@ -175,7 +190,7 @@ def mismatch_lines(
     for t, i in order[:limit]:
         e, g = expected[(t, *i)], got[(t, *i)]
         why = f"; {explain(t, i)}" if explain is not None else ""
-        lines.append(f"  {name}t={t}{env_label(i)}: expected {fmt(e)}, got {fmt(g)} (diff {fmt(g - e)}){why}")
+        lines.append(f"  {name}t={t}{env_label(i)}: {fmt_pair(e, g)}{why}")
     if len(order) > limit:
         lines.append(f"  … and {len(order) - limit} more")
     envs = list(dict.fromkeys(i for _, i in order))

@@ -44,8 +44,12 @@ rejected), ``tests/test_testing_sb3.py`` (Stable-Baselines3's ``RolloutBuffer``)
 from pgmath.testing.checks.core import DEFAULT_MAX_EXAMPLES, CheckOptions, CheckReport
 from pgmath.testing.checks.group_advantages import check_group_advantages, group_reference
 from pgmath.testing.checks.kl_estimator import check_kl_estimator
+from pgmath.testing.checks.kl_penalty import check_kl_penalty
+from pgmath.testing.checks.policy_loss import check_policy_loss
 from pgmath.testing.checks.ppo_loss import check_ppo_loss
 from pgmath.testing.checks.rollouts import check_gae, check_returns
+from pgmath.testing.checks.token_gae import check_reinforce_pp_returns, check_token_gae
+from pgmath.testing.checks.token_logprobs import check_token_entropy, check_token_log_probs
 
 __all__ = [
     "DEFAULT_MAX_EXAMPLES",
@@ -54,7 +58,13 @@ __all__ = [
     "check_gae",
     "check_group_advantages",
     "check_kl_estimator",
+    "check_kl_penalty",
+    "check_policy_loss",
     "check_ppo_loss",
+    "check_reinforce_pp_returns",
     "check_returns",
+    "check_token_entropy",
+    "check_token_gae",
+    "check_token_log_probs",
     "group_reference",
 ]

@@ -128,12 +128,13 @@ class CheckReport:
     examples: int  # function calls made by the property-based search
     edge_cases: tuple[str, ...]
     seconds: float
+    notes: tuple[str, ...] = ()  # e.g. "refuses constants that require grad (accepted)"
 
     def __str__(self) -> str:
         return (
             f"{self.check}: {self.target} agrees with {self.reference} (convention {self.convention!r}) "
             f"on {self.examples} generated examples and {len(self.edge_cases)} edge cases "
-            f"in {self.seconds:.2f} s"
+            f"in {self.seconds:.2f} s" + "".join(f"; {n}" for n in self.notes)
         )
 
 

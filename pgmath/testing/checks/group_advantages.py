@@ -28,7 +28,14 @@ from pgmath.testing.checks.core import (
 )
 from pgmath.testing.conventions import output_eps, to_numpy
 from pgmath.testing.edge_cases import GroupCase, group_edge_cases
-from pgmath.testing.report import Mismatch, fmt, rollout_table, tolerance_line, which_input
+from pgmath.testing.report import (
+    Mismatch,
+    fmt,
+    fmt_pair,
+    rollout_table,
+    tolerance_line,
+    which_input,
+)
 from pgmath.testing.strategies import reward_groups
 
 if TYPE_CHECKING:
@@ -73,7 +80,11 @@ class _Setup:
         centred = np.abs(r64 - r64.mean(1, keepdims=True))
         std = r64.std(1, ddof=1, keepdims=True)
         divide = self.normalize_std and self.estimator == "grpo"
-        return np.abs(exp) + (centred + np.abs(r64)) / (std + self.eps if divide else 1.0)
+        denom = std + self.eps if divide else np.ones_like(std)
+        # a constant group with eps = 0: std + eps = 0, and every advantage is 0 (centred = 0);
+        # dividing would give 0/0 = NaN and reject every answer (a harness bug, now tested)
+        denom = np.where(denom > 0, denom, 1.0)
+        return np.abs(exp) + (centred + np.abs(r64)) / denom
 
 
 def _describe(case: GroupCase, extra: dict[str, np.ndarray] | None = None, bad: np.ndarray | None = None) -> str:
@@ -95,7 +106,7 @@ def _entry_lines(r64: np.ndarray, exp: np.ndarray, got: np.ndarray, bad: np.ndar
     for g, k in np.argwhere(bad)[:6]:
         std_g = float(r64[g].std(ddof=1))
         lines.append(
-            f"  group {g}, answer {k}: expected {fmt(exp[g, k])}, got {fmt(got[g, k])}; the group's "
+            f"  group {g}, answer {k}: {fmt_pair(exp[g, k], got[g, k])}; the group's "
             f"mean is {fmt(r64[g].mean())} and its standard deviation {fmt(std_g)}"
             + (" (a constant group: every advantage is 0)" if std_g == 0 else ""))
     return lines
@@ -148,6 +159,8 @@ def check_group_advantages(
     estimator: str = "grpo",
     normalize_std: bool = True,
     eps: float = 1e-6,
+    std_floor: str = "add",
+    layout: str = "grid",
     options: CheckOptions | None = None,
     **overrides: Unpack[OptionFields],
 ) -> CheckReport:
@@ -158,7 +171,21 @@ def check_group_advantages(
     :func:`pgmath.llm.rloo_advantages` (rᵢ minus the mean of the other K − 1). Constant groups
     (std = 0) are among the edge cases: their advantages must be 0, not NaN. ``options`` and
     ``**overrides`` as :func:`~pgmath.testing.check_gae` (``arrays`` defaults to ``"torch"``).
+
+    Also ``estimator="grpo-no-std"`` and ``"reinforce++-baseline"``; ``std_floor`` ``"add"``
+    (σ + ε), ``"clamp"`` (max(σ, ε)) or ``"inside"`` (√(σ² + ε)); ``layout="index"``:
+    ``fn(rewards [N], index [N]) -> [N]`` with ragged, interleaved groups
+    (:mod:`pgmath.testing.checks.group_index`).
     """
+    if layout not in ("grid", "index"):
+        raise ValueError(f"layout must be 'grid' or 'index', got {layout!r}")
+    if layout == "index" or std_floor != "add" or estimator not in ("grpo", "rloo"):
+        # ragged groups given by an index, the other estimators and std floors (group_index.py)
+        from pgmath.testing.checks.group_index import run_group_check
+
+        est = "grpo-no-std" if estimator == "grpo" and not normalize_std else estimator
+        return run_group_check(fn, estimator=est, eps=eps, std_floor=std_floor, layout=layout,
+                               opts=resolve_options(options, overrides), fname=target_name(fn))
     group_reference(estimator, normalize_std, eps)  # a ValueError for an unknown estimator
     opts = resolve_options(options, overrides)
     s = _Setup(estimator, normalize_std, eps, opts.arrays or "torch", target_name(fn))

@@ -30,7 +30,7 @@ from pgmath.testing.checks.core import (
 )
 from pgmath.testing.conventions import output_eps, to_numpy
 from pgmath.testing.edge_cases import KLCase, kl_edge_cases
-from pgmath.testing.report import Mismatch, flat_table, fmt, tolerance_line, which_input
+from pgmath.testing.report import Mismatch, flat_table, fmt, fmt_pair, tolerance_line, which_input
 from pgmath.testing.strategies import logit_batches
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def _scale(estimator: str, ell: np.ndarray) -> np.ndarray:
 def _entry_problems(s: _Setup, ell: np.ndarray, exp: np.ndarray, got: np.ndarray, bad: np.ndarray) -> list[str]:
     e, g, ll = exp.reshape(-1), got.reshape(-1), ell.reshape(-1)
     return [
-        f"  i={i}: expected {fmt(e[i])}, got {fmt(g[i])} (diff {fmt(g[i] - e[i])}); "
+        f"  i={i}: {fmt_pair(e[i], g[i])}; "
         f"ℓ = log π − log π_ref = {fmt(ll[i])}"
         + (f", ρ = e^(−ℓ) = {fmt(math.exp(-ll[i]))}" if s.estimator == "k3" else "")
         for i in np.flatnonzero(bad)[:5]
@@ -97,7 +97,7 @@ def _compare(s: _Setup, case: KLCase, got: np.ndarray, rt: float, at: float, hea
         mean, e_mean = float(got.reshape(())), float(exp.mean())
         if abs(mean - e_mean) <= at + rt * float(scale.mean()):
             return None
-        return [f"  mean estimate: expected {fmt(e_mean)}, got {fmt(mean)} (diff {fmt(mean - e_mean)})"], \
+        return [f"  mean estimate: {fmt_pair(e_mean, mean)}"], \
             [("expected", exp)], set(), np.asarray(e_mean)
     if got.shape != exp.shape:
         raise Mismatch("wrong shape", lambda: f"{header()}\n  your estimate has shape {got.shape}; expected "

@@ -34,7 +34,7 @@ from pgmath.testing.checks.core import (
 )
 from pgmath.testing.conventions import output_eps, to_numpy
 from pgmath.testing.edge_cases import PPOCase, ppo_all_masked, ppo_edge_cases
-from pgmath.testing.report import Mismatch, flat_table, fmt, tolerance_line, which_input
+from pgmath.testing.report import Mismatch, flat_table, fmt, fmt_pair, tolerance_line, which_input
 from pgmath.testing.strategies import logit_batches
 
 if TYPE_CHECKING:
@@ -102,8 +102,10 @@ class PPOSetup:
                 kw["mask"] = case.mask.cpu().numpy() if np_in else case.mask
             out = fn(*((_user_np(x) for x in (lp, old, adv)) if np_in else (lp, old, adv)), **kw)
         else:
-            ratio = torch.exp(lp - old.detach())
-            out = fn(*((_user_np(ratio), _user_np(adv)) if np_in else (ratio, adv)), self.clip_eps)
+            # rlax's loss takes [T] vectors (a time axis, no batch): a [B, L] grid is flattened
+            # (its mask is all true under this convention, so no entry is lost)
+            ratio, a = torch.exp(lp - old.detach()).reshape(-1), adv.reshape(-1)
+            out = fn(*((_user_np(ratio), _user_np(a)) if np_in else (ratio, a)), self.clip_eps)
         return (out[0] if isinstance(out, (tuple, list)) else out), (lp, old, adv)
 
     def reference(self, case: PPOCase) -> tuple[float, np.ndarray]:
@@ -181,8 +183,8 @@ def _gradient_problems(setup: PPOSetup, case: PPOCase, loss: Any, leaves: Leaves
     bad_lp = mismatched(g_lp, found.expected_grad, scale, rt, at) & ~setup.kinks(case)
     bad_old, bad_adv = ~(np.abs(g_old) <= at), ~(np.abs(g_adv) <= at)
     for i in np.flatnonzero(bad_lp)[:4]:
-        found.problems.append(f"  ∂loss/∂log_probs at i={i}: expected {fmt(found.expected_grad[i])}, "
-                              f"got {fmt(g_lp[i])}; " + setup.explain(case, int(i)))
+        found.problems.append(f"  ∂loss/∂log_probs at i={i}: {fmt_pair(found.expected_grad[i], g_lp[i])}; "
+                              + setup.explain(case, int(i)))
     for nm, bad_x, g_x in (("old_log_probs", bad_old, g_old), ("advantages", bad_adv, g_adv)):
         found.problems += [f"  ∂loss/∂{nm} at i={i}: expected 0, got {fmt(g_x[i])}; {nm} must be treated "
                            "as constants (detached): no gradient may flow into them"
@@ -202,7 +204,7 @@ def _compare(setup: PPOSetup, case: PPOCase, loss: Any, leaves: Leaves, got: np.
     mag = (np.abs(ratio) + 1.0 + (setup.dual_clip or 0.0)) * np.abs(_np(case.advantages))
     found = _Found([], float(got.reshape(())), exp_v)
     if not abs(found.got - exp_v) <= at + rt * float(mag.sum() / n):
-        found.problems.append(f"  loss: expected {fmt(exp_v)}, got {fmt(found.got)} (diff {fmt(found.got - exp_v)})")
+        found.problems.append(f"  loss: {fmt_pair(exp_v, found.got)}")
     if setup.gradients:
         _gradient_problems(setup, case, loss, leaves, exp_g, (mag / n).reshape(-1), rt, at, found)
     return found, rt, at
@@ -292,7 +294,8 @@ def _setup(clip_eps: float, clip_eps_high: float | None, dual_clip: float | None
         raise ValueError(f"convention must be 'pgmath' or 'rlax' for check_ppo_loss, got {convention!r}")
     if convention == "rlax" and (clip_eps_high is not None or dual_clip is not None):
         raise ValueError("the rlax convention has a symmetric clip: clip_eps_high and dual_clip must be None")
-    arrays = arrays or "torch"
+    # rlax is JAX: it cannot take torch tensors, so the convention defaults to NumPy arrays
+    arrays = arrays or ("numpy" if convention == "rlax" else "torch")
     return PPOSetup(clip_eps, clip_eps_high, dual_clip, convention, masked and convention == "pgmath",
                     gradients and arrays == "torch", arrays)
 
