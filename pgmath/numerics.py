@@ -73,4 +73,7 @@ def stable_centre(
     mean_u = u.sum(dim=dim, keepdim=True) / n
     cu = torch.where(mask, u - mean_u, zero)
     var_u = (cu * cu).sum(dim=dim, keepdim=True) / (n - 1)
-    return cu * scale, var_u.sqrt() * scale
+    # √var with a zero (not NaN) gradient at var = 0: an exactly constant group
+    positive = var_u > 0
+    std_u = torch.where(positive, torch.where(positive, var_u, torch.ones_like(var_u)).sqrt(), zero)
+    return cu * scale, std_u * scale

@@ -209,3 +209,52 @@ def test_learning_rate_annealing_schedule():
 
 # tiny networks: one torch thread per test (fixture in conftest.py)
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --------------------------------------------------------------------------------------------
+# Update direction: one update raises the surrogate objective and moves the policy towards the
+# positive-advantage actions (a flipped sign of the policy loss fails both).
+
+def _direction_batch(T=16, N=4, seed=3):
+    """Action 1 earns +1, action 0 earns −1; every step terminates (advantage = reward − V)."""
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.randint(0, 2, (T, N), generator=g)
+    rewards = actions.to(torch.float32) * 2 - 1
+    zeros = torch.zeros(T, N)
+    return RolloutBuffer(
+        obs=torch.randn(T, N, 3, generator=g), actions=actions,
+        log_probs=torch.full((T, N), math.log(0.5)), values=zeros, next_values=zeros,
+        rewards=rewards, terminated=torch.ones(T, N, dtype=torch.bool),
+        truncated=torch.zeros(T, N, dtype=torch.bool),
+    )
+
+
+def _surrogate_and_p1(model, batch):
+    with torch.no_grad():
+        params = model.policy_params(batch.obs.reshape(-1, 3))
+        logp = model.log_prob(params, batch.actions.reshape(-1))
+        adv = batch.rewards.reshape(-1)  # V ≡ 0 at the start: the advantages the update sees
+        p1 = model.log_prob(params, torch.ones_like(batch.actions.reshape(-1))).exp().mean()
+    return float((adv * logp).mean()), float(p1)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_one_update_raises_the_surrogate_and_favours_positive_advantages(algo):
+    from pgmath.agents.a2c import a2c_update
+
+    cfg = resolve_config(algo, "CartPole-v1", {"num_envs": 4, "n_steps": 16, "lr": 1e-2,
+                                               "ent_coef": 0.0})
+    m = ActorCritic(3, 2, True, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        m.actor[-1].weight.zero_()  # π uniform: the stored log-probs log ½ are exact
+        m.actor[-1].bias.zero_()
+    batch = _direction_batch()
+    before, p1_before = _surrogate_and_p1(m, batch)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    if algo == "ppo":
+        ppo_update(m, opt, batch, cfg, shuffle_generator=torch.Generator().manual_seed(0))
+    else:
+        a2c_update(m, opt, batch, cfg)
+    after, p1_after = _surrogate_and_p1(m, batch)
+    assert after > before + 1e-4, (before, after)
+    assert p1_after > p1_before + 1e-3, (p1_before, p1_after)

@@ -639,7 +639,12 @@ def test_citation_cff_is_valid() -> None:
 
     assert cff["cff-version"] == "1.2.0"
     assert cff["version"] == pgmath.__version__
-    assert str(cff["date-released"]) == "2026-11-24"
+    # a real calendar date (YAML parses an ISO date to datetime.date), not a pinned constant
+    import datetime
+
+    released = cff["date-released"]
+    assert isinstance(released, datetime.date)
+    assert datetime.date.fromisoformat(str(released)) == released
     assert cff["message"] and cff["title"] and cff["authors"]
 
 

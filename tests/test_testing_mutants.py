@@ -92,7 +92,14 @@ def test_harness_form_hands_the_check_advantages_and_targets():
 NOT_DIAGNOSED = {"ppo_masked_mean_nan_when_empty"}
 #: Mutants whose output *is* a member of the reference's family: the diagnosis names that member
 #: (the simpler cause, pgmath.testing.diagnosis) instead of the catalogued bug.
-NAMED_BY_FAMILY = {"policy_loss_dual_clip_always_on": "dual_clip=3.0"}
+NAMED_BY_FAMILY = {
+    "policy_loss_dual_clip_always_on": "dual_clip=3.0",
+    # issue 12: "a KL estimator with its two arguments in the other order is reported as k3 sign error"
+    "kl_k3_sign_error": "k3 with its two arguments swapped",
+    "kl_k1_reversed": "k1 with its two arguments swapped",
+    "kl_k2_as_exact": "estimator 'k2'",
+    "kl_k1_as_k2": "estimator 'k1'",
+}
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])

@@ -140,3 +140,47 @@ def test_rlax_convention_runs_the_real_rlax():
 def test_numbers_that_differ_print_differently():
     assert fmt_pair(0.031557100001, 0.0315571).split(", got ")[0] != "expected 0.0315571"
     assert fmt_pair(1.0, 1.0) == "expected 1, got 1 (diff 0)"
+
+
+# --- the older checks name the right cause too (issue 12) ------------------------------------
+
+
+def _as_ppo_check(**kw):
+    """A loss in check_ppo_loss's convention computing pgmath.llm.policy_loss with ``kw``."""
+
+    def fn(lp, old, adv, *, clip_eps, mask=None):
+        if lp.dim() == 1:
+            lp, old, adv = lp[None], old[None], adv[None]
+            mask = None if mask is None else mask[None]
+        m = torch.ones_like(lp, dtype=torch.bool) if mask is None else mask
+        return policy_loss(lp, old, adv, m, clip_eps=clip_eps, **kw)[0]
+
+    return fn
+
+
+def test_check_ppo_loss_names_a_grpo_length_normalisation_not_a_mask_bug():
+    from pgmath.testing import check_ppo_loss
+
+    with pytest.raises(AssertionError) as info:
+        check_ppo_loss(_as_ppo_check(aggregation="seq-mean-token-mean"), max_examples=60)
+    assert "matches objective='ppo', aggregation='seq-mean-token-mean'" in str(info.value)
+    assert "ppo_mask_ignored_in_denominator" not in str(info.value)
+
+
+def test_check_ppo_loss_names_cispo_not_a_missing_min():
+    from pgmath.testing import check_ppo_loss
+
+    with pytest.raises(AssertionError) as info:
+        check_ppo_loss(_as_ppo_check(objective="cispo"), max_examples=60)
+    assert "matches objective='cispo'" in str(info.value)
+    assert "ppo_no_pessimistic_min" not in str(info.value)
+
+
+def test_check_kl_estimator_names_swapped_arguments_not_a_sign_error():
+    import pgmath
+    from pgmath.testing import check_kl_estimator
+
+    with pytest.raises(AssertionError) as info:
+        check_kl_estimator(lambda lp, ref: pgmath.kl_estimate(ref, lp, "k3"), "k3", max_examples=30)
+    assert "k3 with its two arguments swapped" in str(info.value)
+    assert "kl_k3_sign_error" not in str(info.value)

@@ -52,7 +52,7 @@ def test_token_gae_passes_at_the_extremes(gamma, lam):
 
 
 def test_token_gae_wrong_lambda_is_named():
-    with pytest.raises(AssertionError, match="gamma=1.0, lam=1.0"):
+    with pytest.raises(AssertionError, match=r"gamma=1\.0, lam=1\.0"):
         check_token_gae(lambda r, v, m: llm.token_gae(r, v, m, gamma=1.0, lam=1.0), gamma=1.0, lam=0.95,
                         max_examples=30)
 
@@ -68,7 +68,7 @@ def test_token_gae_that_reads_padding_is_rejected():
 def test_reinforce_pp_passes_and_std_floor_is_named():
     check_reinforce_pp_returns(lambda r, m: llm.batch_normalized_returns(r, m, gamma=0.9), gamma=0.9,
                                max_examples=20)
-    with pytest.raises(AssertionError, match="gamma=1.0"):
+    with pytest.raises(AssertionError, match=r"gamma=1\.0"):
         check_reinforce_pp_returns(lambda r, m: llm.batch_normalized_returns(r, m, gamma=1.0), gamma=0.9,
                                    max_examples=30)
 
@@ -91,7 +91,7 @@ def test_index_layout_with_ragged_groups():
 def test_index_layout_std_floor_and_eps_are_named():
     with pytest.raises(AssertionError, match="std_floor='clamp'"):
         check_group_advantages(functools.partial(_index_grpo, clamp=True), layout="index", max_examples=30)
-    with pytest.raises(AssertionError, match="eps=0.0001"):
+    with pytest.raises(AssertionError, match=r"eps=0\.0001"):
         check_group_advantages(functools.partial(_index_grpo, eps=1e-4), layout="index", max_examples=30)
 
 
@@ -171,3 +171,16 @@ def test_reinforce_pp_variants_are_rejected(name, variant):
         return
     with pytest.raises(AssertionError):
         check_reinforce_pp_returns(fn, gamma=0.9, max_examples=60)
+
+
+def test_group_statistics_in_float32_are_named():
+    def f32_stats(r, i, eps=1e-6):
+        out = torch.zeros_like(r)
+        for g in i.unique():
+            s = i == g
+            x = r[s].float()
+            out[s] = (r[s] - x.mean().double()) / (x.std().double() + eps)
+        return out
+
+    with pytest.raises(AssertionError, match=r"group statistics .* computed in float32"):
+        check_group_advantages(f32_stats, layout="index", max_examples=30)

@@ -34,7 +34,7 @@ from pgmath.llm.advantages import group_advantages, rloo_advantages
 from pgmath.llm.kl import token_kl
 from pgmath.llm.oracle import TreePolicy
 from pgmath.specs import SPECS, verify_rows
-from pgmath.stats import unbiasedness_test
+from pgmath.stats import MinDetectableBias, min_detectable_bias, unbiasedness_test
 from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
 __all__ = [
@@ -50,6 +50,13 @@ __all__ = [
 ]
 
 ALPHA = 1e-3
+#: The power at which the unbiased rows state their minimum detectable bias.
+POWER = 0.9
+
+
+def _power_data(m: MinDetectableBias) -> dict:
+    return {"along_gradient": m.along_gradient, "worst_direction": m.worst_direction,
+            "power": m.power, "alpha": m.alpha, "n": m.n}
 AREA = "llm"
 F64 = torch.float64
 
@@ -76,8 +83,8 @@ def _n(ctx: VerifyContext) -> int:
     return ctx.samples or (1000 if ctx.quick else 4000)
 
 
-def _group_samples(ctx, o, th, R, K, fn, offset):
-    _, seqs = o.sample_group(th, _n(ctx), K, ctx.generator(offset))
+def _group_samples(ctx, o, th, R, K, fn, offset, n=None):
+    _, seqs = o.sample_group(th, n or _n(ctx), K, ctx.generator(offset))
     S = o.score_matrix(th)
     return torch.einsum("gk,gk...->g...", fn(R[0][seqs]) / K, S[seqs])
 
@@ -88,9 +95,15 @@ def verify_rloo_unbiased(ctx: VerifyContext) -> Outcome:
     K = 4 if ctx.quick else 3
     exact = o.expected_group_gradient(th, R, K, rloo_advantages)
     e = _rel(exact, gJ)
-    test = unbiasedness_test(_group_samples(ctx, o, th, R, K, rloo_advantages, 10), gJ, alpha=ALPHA)
-    return Outcome(e < 1e-10 and test.passed, f"exact rel. err {e:.0e}; sampled p = {test.p_value:.2g}",
-                   {"exact_rel_err": e, "p_value": test.p_value, "K": K})
+    # 20 000 groups by default: the row then detects a 5 % bias along ∇J (power 0.9, α = 10⁻³)
+    n = ctx.samples or (1000 if ctx.quick else 20_000)
+    samples = _group_samples(ctx, o, th, R, K, rloo_advantages, 10, n)
+    test = unbiasedness_test(samples, gJ, alpha=ALPHA)
+    mdb = min_detectable_bias(samples, gJ, alpha=ALPHA, power=POWER)
+    return Outcome(e < 1e-10 and test.passed,
+                   f"exact rel. err {e:.0e}; sampled p = {test.p_value:.2g}; {mdb.summary()}",
+                   {"exact_rel_err": e, "p_value": test.p_value, "K": K,
+                    "min_detectable_bias": _power_data(mdb)})
 
 
 def verify_grpo_mean_baseline(ctx: VerifyContext) -> Outcome:
@@ -201,10 +214,13 @@ def verify_k1_in_reward(ctx: VerifyContext) -> Outcome:
         ell = (lp - ref_tok[p, s]).detach()
         return (lp * ell.flip(-1).cumsum(-1).flip(-1)).sum(-1)
 
-    t = unbiasedness_test(o.per_sample_grads(th, rtg, prompts, seqs), kl_rev, alpha=ALPHA)
+    samples = o.per_sample_grads(th, rtg, prompts, seqs)
+    t = unbiasedness_test(samples, kl_rev, alpha=ALPHA)
+    mdb = min_detectable_bias(samples, kl_rev, alpha=ALPHA, power=POWER)
     err = tab["k1_reward_to_go_vs_seq_kl_rev"]
-    return Outcome(err < 1e-12 and t.passed, f"E = ∇KL(π‖ref) (err {err:.0e}); sampled p = {t.p_value:.2g}",
-                   {**tab, "p_value": t.p_value})
+    return Outcome(err < 1e-12 and t.passed,
+                   f"E = ∇KL(π‖ref) (err {err:.0e}); sampled p = {t.p_value:.2g}; {mdb.summary()}",
+                   {**tab, "p_value": t.p_value, "min_detectable_bias": _power_data(mdb)})
 
 
 def rows(ctx: VerifyContext) -> list[VerifyRow]:

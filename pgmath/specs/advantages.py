@@ -27,6 +27,7 @@ import torch
 from pgmath.advantages import gae, gae_reference, lambda_returns, normalize_advantages
 from pgmath.returns import discounted_returns_reference, td_errors
 from pgmath.scan import discounted_cumsum_reference
+from pgmath.specs import extremes
 from pgmath.specs.gradients import gradcheck_property
 from pgmath.specs.recursions import gae_function, rollout_inputs, rollout_suite
 from pgmath.specs.spec import (
@@ -745,6 +746,7 @@ NORMALIZE_ADVANTAGES = Spec(
     inputs=_normalize_inputs,
     doc="docs/formulas/normalize-advantages.md",
     proof="pgmath.proofs.batch_baseline",
+    extra={"extremes": extremes.normalize_advantages},
 )
 
 FAMILY: tuple[Spec, ...] = (TD_ERRORS, GAE, LAMBDA_RETURNS, NORMALIZE_ADVANTAGES)

@@ -26,6 +26,7 @@ from pgmath.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
 )
+from pgmath.specs import extremes
 from pgmath.specs.gradients import gradcheck_property
 from pgmath.specs.spec import (
     BadInput,
@@ -371,6 +372,7 @@ CATEGORICAL_ENTROPY = Spec(
     inputs=lambda: _categorical_inputs(entropy=True),
     doc="docs/formulas/distributions.md",
     proof="pgmath.proofs.categorical",
+    extra={"extremes": extremes.categorical_entropy},
 )
 
 # ---------------------------------------------------------------------------------------------

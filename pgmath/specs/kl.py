@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from pgmath.kl import kl_categorical, kl_estimate
+from pgmath.specs import extremes
 from pgmath.specs.gradients import gradcheck_property
 from pgmath.specs.spec import (
     BadInput,
@@ -400,6 +401,7 @@ KL_CATEGORICAL = Spec(
     bad_inputs=_kl_categorical_bad_inputs(),
     inputs=_kl_categorical_inputs,
     doc="docs/formulas/kl.md",
+    extra={"extremes": extremes.kl_categorical},
 )
 
 FAMILY: tuple[Spec, ...] = (KL_K1, KL_K2, KL_K3, KL_CATEGORICAL)

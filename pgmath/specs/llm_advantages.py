@@ -34,6 +34,7 @@ from pgmath.llm.advantages import (
     token_gae,
     token_rewards,
 )
+from pgmath.specs import extremes
 from pgmath.specs.llm_aggregate import random_token_mask, token_arrays
 from pgmath.specs.spec import (
     BadInput,
@@ -252,6 +253,7 @@ GROUP_ADVANTAGES = Spec(
     doc="docs/llm/group_advantages.md",
     harness="check_group_advantages",
     tolerance=1e-7,  # the 10⁶ offsets of the generator cost ~10⁻⁹ of round-off in any algorithm
+    extra={"extremes": extremes.group_advantages},
 )
 
 DR_GRPO_ADVANTAGES = Spec(
@@ -303,6 +305,7 @@ RLOO_ADVANTAGES = Spec(
     doc="docs/llm/rloo_advantages.md",
     harness="check_group_advantages",
     tolerance=1e-8,  # round-off of 10⁶-offset rewards (the generator draws them)
+    extra={"extremes": extremes.rloo_advantages},
 )
 
 # ---------------------------------------------------------------------------------------------

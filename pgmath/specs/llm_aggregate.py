@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from pgmath.llm.aggregate import AGGREGATION_MODES, aggregate_token_loss, aggregation_weights
+from pgmath.specs import extremes
 from pgmath.specs.spec import (
     BadInput,
     Call,
@@ -489,6 +490,7 @@ AGGREGATE_TOKEN_LOSS = Spec(
     bad_inputs=_aggregate_bad_inputs(),
     inputs=_aggregate_inputs,
     doc=_DOC,
+    extra={"extremes": extremes.aggregate_token_loss},
 )
 
 FAMILY: tuple[Spec, ...] = (AGGREGATION_WEIGHTS, AGGREGATE_TOKEN_LOSS)

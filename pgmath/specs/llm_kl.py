@@ -20,6 +20,7 @@ import torch
 
 from pgmath.llm.aggregate import AGGREGATION_MODES
 from pgmath.llm.kl import kl_loss, kl_penalty, token_kl
+from pgmath.specs import extremes
 from pgmath.specs.llm_aggregate import (
     aggregate_token_loss_reference,
     aggregation_options,
@@ -332,6 +333,7 @@ KL_LOSS = Spec(
                          "mode")),
     inputs=_kl_loss_inputs,
     doc=_DOC,
+    extra={"extremes": extremes.kl_loss},
 )
 
 FAMILY: tuple[Spec, ...] = (TOKEN_KL, KL_PENALTY, KL_LOSS)

@@ -20,6 +20,7 @@ import torch
 
 from pgmath.llm.aggregate import AGGREGATION_MODES
 from pgmath.llm.losses import token_policy_loss
+from pgmath.specs import extremes
 from pgmath.specs.llm_aggregate import (
     aggregation_options,
     aggregation_weights_reference,
@@ -246,6 +247,7 @@ TOKEN_POLICY_LOSS = Spec(
     bad_inputs=_bad_inputs(),
     inputs=_inputs,
     doc="docs/llm/token_policy_loss.md",
+    extra={"extremes": extremes.token_policy_loss},
 )
 
 FAMILY: tuple[Spec, ...] = (TOKEN_POLICY_LOSS,)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 
 from pgmath.losses import masked_mean, policy_gradient_loss, ppo_clip_loss, value_loss
+from pgmath.specs import extremes
 from pgmath.specs.gradients import GradCall, gradcheck_property, gradients, loss_value
 from pgmath.specs.spec import (
     BadInput,
@@ -192,6 +193,7 @@ MASKED_MEAN = Spec(
     ),
     inputs=_masked_mean_inputs,
     doc="docs/formulas/policy-gradient-loss.md",
+    extra={"extremes": extremes.masked_mean},
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +379,7 @@ POLICY_GRADIENT_LOSS = Spec(
     inputs=_pg_inputs,
     doc="docs/formulas/policy-gradient-loss.md",
     proof="pgmath.proofs.log_derivative",
-    extra={"outside_proof": {
+    extra={"extremes": extremes.policy_gradient_loss, "outside_proof": {
         "pg_loss_advantages_not_detached": "a gradient with respect to the advantages, which the "
         "proof (about ∇θ of log π) holds constant",
         "pg_loss_masked_nan_leaks": "NaN in masked-out entries; the proof's batches are finite",
@@ -759,7 +761,7 @@ PPO_CLIP_LOSS = Spec(
     inputs=_ppo_inputs,
     doc="docs/formulas/ppo-clip.md",
     proof="pgmath.proofs.ppo_clip",
-    extra={"outside_proof": {
+    extra={"extremes": extremes.ppo_clip_loss, "outside_proof": {
         "ppo_advantages_not_detached": "a gradient with respect to the advantages, which the proof "
         "holds constant",
         "ppo_old_log_probs_not_detached": "a gradient with respect to log π_old, which the proof holds "
@@ -944,7 +946,7 @@ VALUE_LOSS = Spec(
     inputs=_value_inputs,
     doc="docs/formulas/value-loss.md",
     proof="pgmath.proofs.value_loss",
-    extra={"outside_proof": {
+    extra={"extremes": extremes.value_loss, "outside_proof": {
         "value_loss_clip_min": "the clipped value loss, which the proof does not model",
         "value_loss_returns_not_detached": "a gradient with respect to the returns, which the proof "
         "holds constant",

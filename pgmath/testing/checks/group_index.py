@@ -22,6 +22,7 @@ Checked by: ``tests/test_testing_token_checks.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -88,6 +89,22 @@ def group_expected(estimator: str, rewards: np.ndarray, index: np.ndarray, *, ep
     if estimator == "reinforce++-baseline":
         mu, var = _stats(out.tolist(), ddof)
         out = (out - mu) / _floor(math.sqrt(var), var, eps, std_floor)
+    return out
+
+
+def float32_stats_grpo(rewards: np.ndarray, index: np.ndarray, *, eps: float, std_floor: str = "add") -> np.ndarray:
+    """GRPO whose group mean and (two-pass, Bessel) std are computed in float32 while the rewards
+    are float64 — the float32 mean loses a near-constant group's spread."""
+    r64 = np.asarray(rewards, dtype=np.float64)
+    out = np.zeros(len(r64))
+    for g in np.unique(index):
+        sel = index == g
+        x = r64[sel].astype(np.float32)
+        n = np.float32(len(x))
+        mu = x.sum(dtype=np.float32) / n
+        var = np.square(x - mu).sum(dtype=np.float32) / max(n - np.float32(1), np.float32(1))
+        sd = np.sqrt(var, dtype=np.float32)
+        out[sel] = (r64[sel] - float(mu)) / _floor(float(sd), float(var), eps, std_floor) if len(x) > 1 else 0.0
     return out
 
 
@@ -175,6 +192,10 @@ def run_group_check(fn: Callable[..., Any], *, estimator: str, eps: float, std_f
             cands += [Candidate(f"std_floor={f!r}", ref(std_floor=f)) for f in STD_FLOORS if f != std_floor]
             cands += [Candidate(f"eps={e}", ref(eps=e)) for e in (0.0, 1e-8, 1e-6, 1e-4) if e != eps]
             cands += [Candidate("the population standard deviation (ddof=0)", ref(ddof=0))]
+            if estimator == "grpo":
+                cands.append(Candidate("the group statistics (mean, std) computed in float32 while the rewards are "
+                                       "float64", functools.partial(float32_stats_grpo, eps=eps, std_floor=std_floor),
+                                       rtol=1e-5))
 
             def confirm(c: Candidate) -> bool:  # the candidate also reproduces fn on the edge cases
                 for e in edges:
