@@ -160,7 +160,7 @@ def timings(paths: list[str], dtype: torch.dtype, args) -> dict[str, dict[str, f
             want = torch.log_softmax(logits[0, :-1].double(), -1).gather(-1, tokens[0, 1:, None]).squeeze(-1)
             got = outs[p][0]
             got = got[1:] if got.shape[-1] == args.L else got
-            err = float((got.double() - want).abs().max())
+            err = float((got.detach().double() - want).abs().max())
         res[p] = {"median_s": statistics.median(times[p]), "err": err}
     return res
 

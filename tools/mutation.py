@@ -60,6 +60,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     ],
     "pgmath/mdp/tabular.py": [
         "tests/test_mdp_tabular.py",
+        "tests/test_mdp_tabular_faults.py",
         "tests/test_mdp_validation.py",
         "tests/test_mdp_canonical.py",
     ],
@@ -119,7 +120,7 @@ def run(workdir: Path, max_children: int) -> int:
 
 
 def _strip_raise_strings(node: ast.AST) -> ast.AST:
-    """Blank every string constant inside a ``raise`` (error-message text)."""
+    """Blank every string (or None) constant inside a ``raise`` (error-message text)."""
 
     class Blank(ast.NodeTransformer):
         in_raise = 0
@@ -131,7 +132,7 @@ def _strip_raise_strings(node: ast.AST) -> ast.AST:
             return n
 
         def visit_Constant(self, n: ast.Constant) -> ast.AST:
-            if self.in_raise and isinstance(n.value, str):
+            if self.in_raise and (n.value is None or isinstance(n.value, str)):
                 return ast.copy_location(ast.Constant(value=""), n)
             return n
 

@@ -89,8 +89,8 @@ def masked_mean_reference(x, mask):
     keep = _selected(None if mask is None else mask.bool(), x.numel())
     if not keep:
         raise ValueError("mask selects no entries")
-    flat = x.reshape(-1)
-    return sum(flat[t] for t in keep) / len(keep)
+    flat = x.reshape(-1).to(torch.float64)  # accumulated in float64 whatever the input dtype
+    return (sum(flat[t] for t in keep) / len(keep)).to(x.dtype)
 
 
 def _masked_mean_cases(ctx: VerifyContext, offset: int):
