@@ -58,3 +58,30 @@ def test_state_action_occupancy_respects_normalized(normalized):
 
 def test_to_is_a_tabular_mdp():
     assert isinstance(short_corridor().to(), TabularMDP)
+
+
+def _nine_action_mdp() -> TabularMDP:
+    g = torch.Generator().manual_seed(0)
+    S, A = 3, 9
+    P = torch.rand(S, A, S, generator=g, dtype=torch.float64)
+    P = P / P.sum(-1, keepdim=True)
+    R = torch.randn(S, A, generator=g, dtype=torch.float64)
+    return TabularMDP(P, R, 0.9, torch.full((S,), 1 / S, dtype=torch.float64))
+
+
+def _policy_with_sum_error(mdp: TabularMDP, err: float) -> torch.Tensor:
+    pi = torch.full((mdp.num_states, mdp.num_actions), 1 / mdp.num_actions, dtype=torch.float64)
+    pi[:, 0] += err
+    return pi.to(torch.float32)
+
+
+def test_validate_policy_slack_is_that_of_the_given_dtype_times_root_num_actions():
+    """float32 slack τ = √eps(float32) ≈ 3.5e-4, scaled by √A = 3: a row sum off by 2.5 τ is
+    accepted, by 3.5 τ refused (catches the slack taken from the MDP's float64, divided by √A,
+    or scaled by A/2 or A^1.5)."""
+    mdp = _nine_action_mdp()
+    tau = float(torch.finfo(torch.float32).eps) ** 0.5
+    ok = mdp.validate_policy(_policy_with_sum_error(mdp, 2.5 * tau))
+    assert ok.dtype == mdp.dtype  # cast to the MDP's dtype
+    with pytest.raises(ValueError, match="pi must sum to 1"):
+        mdp.validate_policy(_policy_with_sum_error(mdp, 3.5 * tau))

@@ -83,7 +83,7 @@ def _mutmut_section(module: str, tests: list[str]) -> str:
     return "\n".join(lines)
 
 
-def prepare(module: str, workdir: Path) -> None:
+def prepare(module: str, workdir: Path, tests: list[str] | None = None) -> None:
     """Copy the repository into ``workdir`` and configure mutmut for ``module``."""
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -95,7 +95,7 @@ def prepare(module: str, workdir: Path) -> None:
             shutil.copytree(src, workdir / name, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, workdir / name)
-    tests = [t for t in MODULE_TESTS[module] if (ROOT / t).exists()]
+    tests = [t for t in (tests or MODULE_TESTS[module]) if (ROOT / t).exists()]
     pyproject = workdir / "pyproject.toml"
     # pytest's `pythonpath = ["."]` would put the unmutated copy first on sys.path
     text = "\n".join(
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="write the classification here")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--tests", nargs="+", default=None,
+                        help="override the module's test files (see docs/mutation.md)")
     args = parser.parse_args(argv)
     if args.list or not args.module:
         for module, tests in MODULE_TESTS.items():
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"module must be one of {sorted(MODULE_TESTS)}")
     workdir = args.workdir or Path("/tmp/pgmath-mutation") / args.module.replace("/", "_")
     if not args.report_only:
-        prepare(args.module, workdir)
+        prepare(args.module, workdir, args.tests)
         run(workdir, args.max_children)
     res = results(workdir, args.module)
     print(report(res))
