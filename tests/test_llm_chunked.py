@@ -262,8 +262,9 @@ def test_cuda_equals_cpu_and_peak_memory_is_a_fraction_of_the_logits():
                lambda z, m: token_entropy(z, m, temperature=0.6, chunk_size=3)):
         torch.testing.assert_close(fn(logits.cuda(), mask.cuda()).cpu(), fn(logits, mask), rtol=0, atol=1e-12)
     B, L, V = 8, 1025, 32_000
-    z = torch.randn(B, L, V, device="cuda")
-    tok = torch.randint(0, V, (B, L), device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    z = torch.randn(B, L, V, device="cuda", generator=g)
+    tok = torch.randint(0, V, (B, L), device="cuda", generator=g)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
