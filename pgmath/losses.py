@@ -29,6 +29,8 @@ import torch
 
 from pgmath.numerics import accumulation_dtype, masked_sum
 from pgmath.validation import (
+    validate_float_tensor,
+    validate_mask,
     validate_masked_pair,
     validate_positive,
 )
@@ -42,10 +44,13 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     Masked-out entries never reach the sum, so a NaN there cannot leak into the result (unlike
     ``(x * mask).sum()``, where NaN · 0 = NaN). The sum and the count are accumulated in float32
     at least (:func:`pgmath.numerics.masked_sum`; a float16 sum overflows at 65 504); the result
-    is returned in ``x``'s dtype.
+    is returned in ``x``'s dtype. ``mask`` must have exactly ``x``'s shape (bool or 0/1; no
+    broadcasting).
     """
+    validate_float_tensor(x, "x", finite=False)
     if mask is None:
         return x.to(accumulation_dtype(x.dtype)).mean().to(x.dtype)
+    mask = validate_mask(mask, "mask", x.shape, x.device)
     n = int(mask.sum())
     if n == 0:
         raise ValueError("mask selects no entries")

@@ -97,6 +97,7 @@ def kl_penalty(
       ``[B, L]`` detached penalties, 0 outside the mask.
     """
     beta = validate_positive(coef, "coef")
+    validate_float_tensor(log_probs, "log_probs", finite=False)  # before .detach(): None is named
     return beta * token_kl(log_probs.detach(), ref_log_probs, mask, estimator)
 
 

@@ -141,6 +141,7 @@ def _kl_bad_inputs(extra: dict | None = None) -> tuple[BadInput, ...]:
         BadInput("integer log_probs", lambda f, d: f(z(d).long(), z(d), m(d), **kw), "log_probs"),
         BadInput("NaN at a response token", lambda f, d: f(nan(d), z(d), m(d), **kw), "log_probs"),
         BadInput("NaN reference at a response token", lambda f, d: f(z(d), nan(d), m(d), **kw), "ref_log_probs"),
+        BadInput("log_probs is None", lambda f, d: f(None, z(d), m(d), **kw), "log_probs"),
     )
 
 

@@ -40,6 +40,8 @@ from pgmath.specs.spec import (
     outcome_within,
 )
 from pgmath.validation import (
+    validate_float_tensor,
+    validate_mask,
     validate_masked_pair,
     validate_positive,
 )
@@ -86,7 +88,10 @@ def _mask_f(mask, like):
 
 def masked_mean_reference(x, mask):
     """Σ_{t selected} xₜ / (number selected), a plain loop over the flat entries."""
-    keep = _selected(None if mask is None else mask.bool(), x.numel())
+    validate_float_tensor(x, "x", finite=False)
+    if mask is not None:
+        mask = validate_mask(mask, "mask", x.shape, x.device)
+    keep = _selected(mask, x.numel())
     if not keep:
         raise ValueError("mask selects no entries")
     flat = x.reshape(-1).to(torch.float64)  # accumulated in float64 whatever the input dtype
@@ -190,6 +195,9 @@ MASKED_MEAN = Spec(
     bad_inputs=(
         BadInput("mask selects nothing",
                  lambda f, d: f(torch.zeros(3, dtype=F64, device=d), torch.zeros(3, dtype=torch.bool, device=d)), "mask"),
+        BadInput("mask shape (would broadcast)",
+                 lambda f, d: f(torch.zeros(3, 2, dtype=F64, device=d), torch.ones(3, 1, dtype=torch.bool, device=d)), "mask"),
+        BadInput("x is None", lambda f, d: f(None, None), "x"),
     ),
     inputs=_masked_mean_inputs,
     doc="docs/formulas/policy-gradient-loss.md",
