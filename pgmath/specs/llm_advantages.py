@@ -35,7 +35,7 @@ from pgmath.llm.advantages import (
     token_rewards,
 )
 from pgmath.specs import extremes
-from pgmath.specs.llm_aggregate import random_token_mask, token_arrays
+from pgmath.specs.llm_aggregate import random_token_mask, token_arrays, token_mask, token_zeros
 from pgmath.specs.spec import (
     BadInput,
     Call,
@@ -533,11 +533,7 @@ def token_gae_end_bootstraps_from_pad(rewards, values, mask, *, gamma=1.0, lam=0
 
 
 def _gae_bad_inputs() -> tuple[BadInput, ...]:
-    def z(d, *shape):
-        return torch.zeros(*(shape or (2, 3)), dtype=F64, device=d)
-
-    def m(d):
-        return torch.ones(2, 3, dtype=torch.bool, device=d)
+    z, m = token_zeros, token_mask
 
     def nan(d):
         x = z(d)
@@ -676,11 +672,7 @@ def returns_rewards_outside_mask_counted(rewards, mask, *, gamma=1.0, eps=1e-8):
 
 
 def _bnr_bad_inputs() -> tuple[BadInput, ...]:
-    def z(d, *shape):
-        return torch.zeros(*(shape or (2, 3)), dtype=F64, device=d)
-
-    def m(d):
-        return torch.ones(2, 3, dtype=torch.bool, device=d)
+    z, m = token_zeros, token_mask
 
     def one(d):
         x = torch.zeros(2, 3, dtype=torch.bool, device=d)

@@ -45,6 +45,8 @@ __all__ = [
     "aggregation_weights_reference",
     "random_token_mask",
     "token_arrays",
+    "token_mask",
+    "token_zeros",
 ]
 
 F64 = torch.float64
@@ -65,6 +67,16 @@ def random_token_mask(B: int, L: int, g: torch.Generator, device: torch.device, 
     if not bool(m.any()):
         m[0, -1] = True
     return m
+
+
+def token_zeros(device: torch.device, *shape: int) -> torch.Tensor:
+    """float64 zeros of ``shape`` (default ``[2, 3]``): the tensors of the bad-input calls."""
+    return torch.zeros(*(shape or (2, 3)), dtype=F64, device=device)
+
+
+def token_mask(device: torch.device, *shape: int) -> torch.Tensor:
+    """An all-true response mask of ``shape`` (default ``[2, 3]``) for the bad-input calls."""
+    return torch.ones(*(shape or (2, 3)), dtype=torch.bool, device=device)
 
 
 def token_arrays(n: int, *, max_B: int = 4, max_L: int = 6, min_L: int = 1, nan_pads: bool = True,
@@ -431,11 +443,7 @@ def aggregate_mask_ignored_in_denominator(loss, mask, mode="token-mean", *, norm
 
 
 def _aggregate_bad_inputs() -> tuple[BadInput, ...]:
-    def z(d, *shape):
-        return torch.zeros(*(shape or (2, 3)), dtype=F64, device=d)
-
-    def m(d, *shape):
-        return torch.ones(*(shape or (2, 3)), dtype=torch.bool, device=d)
+    z, m = token_zeros, token_mask
 
     def nan(d):
         x = z(d)

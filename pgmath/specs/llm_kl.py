@@ -27,6 +27,8 @@ from pgmath.specs.llm_aggregate import (
     aggregation_weights_reference,
     random_token_mask,
     token_arrays,
+    token_mask,
+    token_zeros,
 )
 from pgmath.specs.spec import (
     BadInput,
@@ -123,11 +125,7 @@ def token_kl_masked_by_multiplication(log_probs, ref_log_probs, mask, estimator=
 def _kl_bad_inputs(extra: dict | None = None) -> tuple[BadInput, ...]:
     kw = extra or {}
 
-    def z(d, *shape):
-        return torch.zeros(*(shape or (2, 3)), dtype=F64, device=d)
-
-    def m(d, *shape):
-        return torch.ones(*(shape or (2, 3)), dtype=torch.bool, device=d)
+    z, m = token_zeros, token_mask
 
     def nan(d):
         x = z(d)

@@ -26,6 +26,8 @@ from pgmath.specs.llm_aggregate import (
     aggregation_weights_reference,
     random_token_mask,
     token_arrays,
+    token_mask,
+    token_zeros,
 )
 from pgmath.specs.spec import (
     BadInput,
@@ -185,11 +187,7 @@ def token_loss_dual_clip_both_signs(log_probs, old_log_probs, advantages, mask, 
 
 
 def _bad_inputs() -> tuple[BadInput, ...]:
-    def z(d, *shape):
-        return torch.zeros(*(shape or (2, 3)), dtype=F64, device=d)
-
-    def m(d, *shape):
-        return torch.ones(*(shape or (2, 3)), dtype=torch.bool, device=d)
+    z, m = token_zeros, token_mask
 
     return (
         BadInput("1-D log_probs", lambda f, d: f(z(d, 3), z(d, 3), z(d, 3), m(d, 3)), "log_probs"),

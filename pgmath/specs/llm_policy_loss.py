@@ -22,7 +22,12 @@ import torch
 
 from pgmath.llm.policy_loss import OBJECTIVES, POLICY_AGGREGATIONS, policy_loss
 from pgmath.specs.gradients import GradCall, gradcheck_property, loss_value
-from pgmath.specs.llm_aggregate import aggregation_weights_reference, random_token_mask
+from pgmath.specs.llm_aggregate import (
+    aggregation_weights_reference,
+    random_token_mask,
+    token_mask,
+    token_zeros,
+)
 from pgmath.specs.spec import BadInput, Property, Spec, WrongVariant, max_abs_error, outcome_within
 from pgmath.verification import Outcome, VerifyContext
 
@@ -405,11 +410,7 @@ _VARIANTS = (
 
 
 def _bad_inputs() -> tuple[BadInput, ...]:
-    def z(d, *shape):
-        return torch.zeros(*(shape or (2, 3)), dtype=F64, device=d)
-
-    def m(d, *shape):
-        return torch.ones(*(shape or (2, 3)), dtype=torch.bool, device=d)
+    z, m = token_zeros, token_mask
 
     return (
         BadInput("1-D log_probs", lambda f, d: f(z(d, 3), z(d, 3), z(d, 3), m(d, 3)), "log_probs"),
