@@ -32,6 +32,7 @@ SUITES_BY_AREA: dict[str, str] = {
     "mdp": "pgmath.mdp.verify",
     "estimators": "pgmath.estimators.verify",
     "llm": "pgmath.llm.verify",
+    "lqr": "pgmath.lqr.verify",
 }
 SUITES: tuple[str, ...] = tuple(SUITES_BY_AREA.values())
 
