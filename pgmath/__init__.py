@@ -10,6 +10,8 @@ The core formulas (time-major ``[T, *B]`` tensors; see :mod:`pgmath.returns` for
   :func:`gaussian_log_prob`, :func:`gaussian_entropy`
 * losses — :func:`policy_gradient_loss`, :func:`ppo_clip_loss`, :func:`value_loss`
 * KL — :func:`kl_estimate`, :func:`kl_categorical`
+* off-policy targets — :func:`vtrace`, :func:`retrace`, :func:`tree_backup`, :func:`q_lambda`,
+  :func:`per_decision_is_returns`, the general :func:`trace_recursion` (each with ``*_reference``)
 """
 
 from pgmath.advantages import gae, gae_reference, lambda_returns, normalize_advantages
@@ -21,6 +23,20 @@ from pgmath.distributions import (
 )
 from pgmath.kl import kl_categorical, kl_estimate
 from pgmath.losses import masked_mean, policy_gradient_loss, ppo_clip_loss, value_loss
+from pgmath.offpolicy import (
+    per_decision_is_returns,
+    per_decision_is_returns_reference,
+    q_lambda,
+    q_lambda_reference,
+    retrace,
+    retrace_reference,
+    trace_recursion,
+    trace_recursion_reference,
+    tree_backup,
+    tree_backup_reference,
+    vtrace,
+    vtrace_reference,
+)
 from pgmath.returns import discounted_returns, discounted_returns_reference, td_errors
 from pgmath.scan import discounted_cumsum, discounted_cumsum_reference
 
@@ -43,8 +59,20 @@ __all__ = [
     "lambda_returns",
     "masked_mean",
     "normalize_advantages",
+    "per_decision_is_returns",
+    "per_decision_is_returns_reference",
     "policy_gradient_loss",
     "ppo_clip_loss",
+    "q_lambda",
+    "q_lambda_reference",
+    "retrace",
+    "retrace_reference",
     "td_errors",
+    "trace_recursion",
+    "trace_recursion_reference",
+    "tree_backup",
+    "tree_backup_reference",
     "value_loss",
+    "vtrace",
+    "vtrace_reference",
 ]

@@ -7,6 +7,7 @@ Commands::
     pgmath eval CHECKPOINT --episodes K
     pgmath check {gae,returns,ppo-loss,kl,group-advantages} module:function [--convention C]
     pgmath conform {torchrl,trl,verl,openrlhf,rlax,sb3,all} [--json FILE] [--markdown FILE]
+    pgmath audit package.module:function [--group-size K] [--off-policy] [--json FILE] | --builtin
 
 Each area of the library adds its own sub-commands through a hook in its ``cli`` module:
 ``add_train_parsers(train_subparsers)`` for ``pgmath train <algo>`` and
@@ -29,7 +30,7 @@ from pgmath import __version__
 #: Modules that contribute sub-commands (``add_train_parsers`` / ``add_commands``).
 _TRAIN_HOOKS: tuple[str, ...] = ("pgmath.agents.cli", "pgmath.llm.cli")
 _COMMAND_HOOKS: tuple[str, ...] = ("pgmath.verify_cli", "pgmath.agents.cli", "pgmath.testing.cli",
-                                   "pgmath.testing.conform")
+                                   "pgmath.testing.conform", "pgmath.llm.audit_cli")
 
 
 def _load_hooks(names: tuple[str, ...], unavailable: list[str]) -> list:

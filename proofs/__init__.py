@@ -97,6 +97,7 @@ PROOFS: tuple[ProofSpec, ...] = (
     ProofSpec("batch_baseline", "batch_baseline"),
     ProofSpec("returns", "returns"),
     ProofSpec("gae", "gae"),
+    ProofSpec("vtrace", "vtrace"),
     ProofSpec("ppo_clip", "ppo_clip"),
     ProofSpec("ppo_dual_clip", "ppo_clip", "prove_dual_clip", "TITLE_DUAL", "IMPL_DUAL"),
     ProofSpec("ppo_ratio_escape", "ppo_ratio_escape"),

@@ -7,6 +7,7 @@ import json
 import types
 
 import pytest
+import torch
 
 from pgmath.cli import main
 from pgmath.llm import policy_loss
@@ -121,3 +122,32 @@ def test_verl_findings_are_named():
     norm = next(e for e in entries if e.settings.get("aggregation") == "seq-mean-token-sum-norm")
     with pytest.raises(AssertionError, match="normalizer = L, the padded width"):
         norm.run(max_examples=20, constants_require_grad=False)
+
+
+def test_offpolicy_checks_run_on_rlax_through_conform():
+    """V-trace and Retrace of rlax through ``pgmath conform``: they conform; the λ-mixed advantage
+    bootstrap of vtrace_td_error_and_advantage is reported as a convention difference."""
+    try:
+        entries = [e for e in load("rlax").entries() if e.check in ("check_vtrace", "check_retrace")]
+    except ImportError:
+        pytest.skip("rlax is not installed")
+    assert {e.function for e in entries} == {"rlax.vtrace", "rlax.vtrace_td_error_and_advantage",
+                                            "rlax.retrace_continuous", "rlax.retrace"}
+    records = {e.function: conform_mod.run_entry(e, "rlax", None, 5) for e in entries}
+    assert all(r.conforms for r in records.values()), {f: r.diagnosis for f, r in records.items()}
+    assert "convention difference" in records["rlax.vtrace_td_error_and_advantage"].diagnosis
+    assert "convention difference" not in records["rlax.vtrace"].diagnosis  # it returns no advantages
+
+
+def test_offpolicy_check_runs_on_torchrl_through_conform():
+    """TorchRL's vtrace_advantage_estimate through ``pgmath conform``: it runs; where it disagrees
+    at float64 the diagnosis is its float32 discount (γ·(~done).int()), not a formula error."""
+    try:
+        (entry,) = [e for e in load("torchrl").entries() if e.check == "check_vtrace"]
+    except ImportError:
+        pytest.skip("torchrl is not installed")
+    rec = conform_mod.run_entry(entry, "torchrl", None, 20)
+    assert rec.conforms is not None, rec.diagnosis
+    if not rec.conforms:
+        assert "γ rounded to float32" in rec.diagnosis, rec.message
+    entry.run(max_examples=20, dtype=torch.float32)  # judged in float32: conforms

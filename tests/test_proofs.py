@@ -46,6 +46,7 @@ import pgmath
 import pgmath.mdp
 from pgmath.estimators.policy_gradient import episode_weights
 from pgmath.mdp import TabularMDP
+from pgmath.specs import SPECS as FORMULA_SPECS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPECS = {spec.key: spec for spec in PROOFS}
@@ -120,6 +121,12 @@ WRONG_VARIANTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("gae", "λ on the wrong term", {"step": gae.lambda_on_wrong_term}, "recursion = series"),
     ("gae", "γ missing in the carry", {"step": gae.missing_gamma}, "λ = 1"),
     ("gae", "trace not cut at a truncation", {"step": gae.trace_crosses_truncation}, "recursion = series"),
+    (
+        "vtrace",
+        "trace clipped with ρ̄ instead of c̄",
+        {"impl": FORMULA_SPECS["vtrace"].variant("vtrace_c_clipped_with_rho_bar").fn},
+        "impl(log_rhos",
+    ),
     ("ppo_clip", "max instead of min", {"objective": ppo_clip.max_instead_of_min}, "ρA − L ≥ 0"),
     ("ppo_clip", "gradient never zero", {"gradient": lambda r, a, lo, hi: a}, "∂L/∂ρ"),
     ("ppo_dual_clip", "dual clip for A > 0 too", {"objective": ppo_clip.dual_clip_all_signs}, "A > 0"),
@@ -253,6 +260,14 @@ def _gae_ignores_truncation(rewards, values, next_values, terminated, truncated,
     return pgmath.gae(rewards, values, next_values, terminated, torch.zeros_like(truncated), gamma=gamma, lam=lam)
 
 
+def _vtrace_pg_uses_vs(log_rhos, rewards, values, next_values, terminated, truncated, *, gamma, lam=1.0,
+                       rho_bar=1.0, c_bar=1.0, pg_rho_bar=None):
+    """WRONG: the policy-gradient advantage bootstraps from vₜ instead of vₜ₊₁."""
+    return FORMULA_SPECS["vtrace"].variant("vtrace_pg_uses_vs").fn(
+        log_rhos, rewards, values, next_values, terminated, truncated, gamma=gamma, lam=lam, rho_bar=rho_bar,
+        c_bar=c_bar, pg_rho_bar=pg_rho_bar)
+
+
 def _td_bootstraps_terminal(rewards, values, next_values, terminated, *, gamma):
     """WRONG: δₜ = rₜ + γ V(sₜ₊₁) − V(sₜ) even where sₜ₊₁ is terminal."""
     return rewards + gamma * next_values - values
@@ -347,6 +362,7 @@ WRONG_IMPLS: list[tuple[str, str, Any, str]] = [
     ("gae", "impl", _gae_ignores_truncation, "impl(rewards, values"),
     ("gae", "td_impl", _td_bootstraps_terminal, "td_impl"),
     ("gae", "lambda_returns_impl", _lambda_returns_value_twice, "lambda_returns_impl"),
+    ("vtrace", "impl", _vtrace_pg_uses_vs, "impl(log_rhos"),
     ("ppo_clip", "impl", _ppo_max_instead_of_min, "impl: loss"),
     ("ppo_dual_clip", "impl", _ppo_dual_clip_all_signs, "impl(dual_clip=c)"),
     ("ppo_ratio_escape", "impl", _ppo_clip_never_binds, "∇θ impl"),

@@ -14,6 +14,8 @@ Hugging Face causal LM emits them.
 * policy loss — :func:`token_policy_loss` (ratio, clip-higher, dual clip, any aggregation);
   :func:`policy_loss` (PPO, CISPO, GSPO, GSPO-token, GMPO, REINFORCE × five aggregations)
 * the exact oracle — :mod:`pgmath.llm.oracle`; the toy trainers — :mod:`pgmath.llm.train`
+* what a loss's gradient estimates, exactly — :func:`audit_loss` (:mod:`pgmath.llm.audit`,
+  ``pgmath audit``)
 """
 
 from pgmath.llm.advantages import (
@@ -27,6 +29,7 @@ from pgmath.llm.advantages import (
     token_rewards,
 )
 from pgmath.llm.aggregate import AGGREGATION_MODES, aggregate_token_loss, aggregation_weights
+from pgmath.llm.audit import AuditBatch, LossAudit, audit_loss
 from pgmath.llm.chunked import token_log_probs_from_hidden
 from pgmath.llm.kl import kl_loss, kl_penalty, token_kl
 from pgmath.llm.logprobs import (
@@ -42,8 +45,11 @@ __all__ = [
     "AGGREGATION_MODES",
     "OBJECTIVES",
     "POLICY_AGGREGATIONS",
+    "AuditBatch",
+    "LossAudit",
     "aggregate_token_loss",
     "aggregation_weights",
+    "audit_loss",
     "batch_normalized_returns",
     "group_advantages",
     "group_advantages_reference",

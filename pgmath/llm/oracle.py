@@ -35,7 +35,16 @@ Results (exact, pinned in ``tests/test_llm_oracle.py`` and the verify rows; see
 * k1 in the reward with the reward-to-go (score function): exactly ∇KL(π‖π_ref); with the
   immediate per-token penalty only (no reward-to-go) it equals the k2-as-loss gradient.
 
-Checked by: ``tests/test_llm_oracle.py``; verify rows in :mod:`pgmath.llm.verify`.
+Variable-length responses (``eos=`` a token id): a response stops at its first EOS token or at
+L tokens, so the N distinct responses have lengths 1 … L (EOS appears only last); ``mask[n, t]``
+is false after the end, and every per-token tensor is 0 there. Nodes whose prefix contains EOS
+are never reached (their logits get zero gradient); the parameter layout is unchanged. The
+sequence-level and per-conditional KLs above then run over responses of different lengths, and
+length-normalised objectives are measurable (``J_len = Σ_p w_p Σ_y π(y|p) R(p, y)/|y|``, the
+target of :func:`pgmath.llm.audit_loss`).
+
+Checked by: ``tests/test_llm_oracle.py``; ``tests/test_llm_audit.py`` (EOS tree: distribution,
+masks, an independent enumeration); verify rows in :mod:`pgmath.llm.verify`.
 """
 
 from __future__ import annotations
@@ -51,15 +60,34 @@ from pgmath.llm.kl import token_kl
 __all__ = ["TreePolicy"]
 
 
+def _responses(vocab: int, length: int, eos: int | None) -> list[tuple[int, ...]]:
+    """Every distinct response: all Vᴸ sequences without EOS; with EOS, the sequences of length
+    1 … L that contain EOS only as their last token (lengths < L end with it)."""
+    if eos is None:
+        return list(itertools.product(range(vocab), repeat=length))
+    other = [v for v in range(vocab) if v != eos]
+    out: list[tuple[int, ...]] = []
+    for n in range(1, length + 1):
+        for prefix in itertools.product(other, repeat=n - 1):
+            out.append((*prefix, eos))
+            if n == length:
+                out += [(*prefix, v) for v in other]
+    return sorted(out)
+
+
 class TreePolicy:
-    """Tabular autoregressive policy over ``vocab`` tokens, fixed length ``length``, ``prompts``.
+    """Tabular autoregressive policy over ``vocab`` tokens, length ``length`` (or 1 … ``length``
+    with an ``eos`` token), ``prompts`` prompts.
 
     Parameters are passed explicitly (``theta`` of shape :attr:`param_shape`), so every method is
     a pure function of θ that autograd differentiates.
 
     Attributes:
-      sequences: ``[N, L]`` all N = Vᴸ sequences (lexicographic order).
-      nodes: ``[N, L]`` index of the prefix node y<ₜ of sequence n at step t.
+      sequences: ``[N, L]`` all N responses (lexicographic order; N = Vᴸ without EOS), padded
+        with ``eos`` after the end.
+      mask: ``[N, L]`` true at the response's tokens (all true without EOS).
+      lengths: ``[N]`` the number of tokens of each response.
+      nodes: ``[N, L]`` index of the prefix node y<ₜ of sequence n at step t (0 after the end).
       depth: ``[n_nodes]`` the length t of each node's prefix.
     """
 
@@ -70,6 +98,7 @@ class TreePolicy:
         prompts: int = 1,
         *,
         prompt_weights: torch.Tensor | None = None,
+        eos: int | None = None,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -79,10 +108,16 @@ class TreePolicy:
         if vocab < 2:
             raise ValueError(f"vocab must be >= 2, got {vocab}")
         if vocab**length > 4096:
-            raise ValueError(f"vocab ** length = {vocab**length} sequences is too many to enumerate")
-        self.V, self.L, self.P = vocab, length, prompts
+            raise ValueError(f"vocab ** length = {vocab**length} sequences is too many to enumerate (limit 4096)")
+        if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int) or not 0 <= eos < vocab):
+            raise ValueError(f"eos must be None or a token id in [0, vocab) = [0, {vocab}), got {eos!r}")
+        self.V, self.L, self.P, self.eos = vocab, length, prompts, eos
         self.dtype, self.device = dtype, torch.device(device)
-        seqs = torch.tensor(list(itertools.product(range(vocab), repeat=length)), dtype=torch.long)
+        responses = _responses(vocab, length, eos)
+        lengths = torch.tensor([len(r) for r in responses], dtype=torch.long)
+        pad = 0 if eos is None else eos
+        seqs = torch.tensor([list(r) + [pad] * (length - len(r)) for r in responses], dtype=torch.long)
+        mask = torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
         self.N = seqs.shape[0]
         offsets = [sum(vocab**i for i in range(t)) for t in range(length)]
         nodes = torch.zeros_like(seqs)
@@ -90,7 +125,9 @@ class TreePolicy:
             code = torch.zeros(self.N, dtype=torch.long)
             for i in range(t):
                 code = code * vocab + seqs[:, i]
-            nodes[:, t] = offsets[t] + code
+            nodes[:, t] = torch.where(mask[:, t], offsets[t] + code, torch.zeros_like(code))
+        self.mask = mask.to(self.device)
+        self.lengths = lengths.to(self.device)
         self.n_nodes = sum(vocab**t for t in range(length))
         self.sequences = seqs.to(self.device)
         self.nodes = nodes.to(self.device)
@@ -99,7 +136,7 @@ class TreePolicy:
             depth[offsets[t] : offsets[t] + vocab**t] = t
         self.depth = depth.to(self.device)
         if prompt_weights is None:
-            prompt_weights = torch.full((prompts,), 1.0 / prompts)
+            prompt_weights = torch.full((prompts,), 1.0 / prompts, dtype=dtype)
         pw = torch.as_tensor(prompt_weights, dtype=dtype)
         if pw.shape != (prompts,) or bool((pw < 0).any()) or abs(float(pw.sum()) - 1.0) > 1e-9:
             raise ValueError("prompt_weights must be a probability vector of length prompts")
@@ -119,10 +156,11 @@ class TreePolicy:
 
     # ------------------------------------------------------------------ distributions
     def token_log_probs(self, theta: torch.Tensor) -> torch.Tensor:
-        """``[P, N, L]`` log π(yₜ | y<ₜ, p) for every prompt, sequence and step."""
+        """``[P, N, L]`` log π(yₜ | y<ₜ, p) for every prompt, sequence and step (0 after the end)."""
         logp = torch.log_softmax(theta, dim=-1)  # [P, n_nodes, V]
         per_node = logp[:, self.nodes]  # [P, N, L, V]
-        return per_node.gather(-1, self.sequences.expand(self.P, -1, -1).unsqueeze(-1)).squeeze(-1)
+        lp = per_node.gather(-1, self.sequences.expand(self.P, -1, -1).unsqueeze(-1)).squeeze(-1)
+        return torch.where(self.mask, lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
 
     def log_probs(self, theta: torch.Tensor) -> torch.Tensor:
         """``[P, N]`` log π(y | p) = Σₜ log π(yₜ | y<ₜ, p)."""
@@ -136,9 +174,10 @@ class TreePolicy:
         """``[P, n_nodes]`` P_π(node | p), the probability of reaching each prefix."""
         p = self.probs(theta)
         out = torch.zeros(self.P, self.n_nodes, dtype=p.dtype, device=p.device)
-        # each prefix of depth t is shared by V^(L−t) sequences: summing them gives its probability
+        # a prefix's probability is the sum over the sequences that pass through it (at a step
+        # before their end)
         for t in range(self.L):
-            out = out.index_add(1, self.nodes[:, t], p)
+            out = out.index_add(1, self.nodes[:, t], p * self.mask[:, t].to(p.dtype))
         return out
 
     # ------------------------------------------------------------------ exact objectives
@@ -178,13 +217,20 @@ class TreePolicy:
         (g,) = torch.autograd.grad(fn(th), th)
         return g
 
+    def token_pullback(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """∇θ Σ_{p,n,t} weights[p, n, t] · log π(yₜ | y<ₜ, p) for ``weights`` ``[P, N, L]``
+        (constant): the chain rule from per-token log-probabilities to the logits θ."""
+        if tuple(weights.shape) != (self.P, self.N, self.L):
+            raise ValueError(f"weights must have shape {(self.P, self.N, self.L)}, got {tuple(weights.shape)}")
+        return self.grad(lambda t: (self.token_log_probs(t) * weights.detach()).sum(), theta)
+
     def kl_loss_surrogate(
         self, theta: torch.Tensor, theta_ref: torch.Tensor, estimator: str
     ) -> torch.Tensor:
         """Σ_p w_p Σ_y sg(π(y|p)) Σₜ kₜ(y): its gradient is E_π[∇ Σₜ kₜ] exactly."""
         lp = self.token_log_probs(theta)  # [P, N, L]
         lq = self.token_log_probs(theta_ref).detach()
-        mask = torch.ones(self.P * self.N, self.L, dtype=torch.bool, device=lp.device)
+        mask = self.mask.expand(self.P, -1, -1).reshape(-1, self.L)
         k = token_kl(lp.reshape(-1, self.L), lq.reshape(-1, self.L), mask, estimator)
         per_seq = k.sum(-1).reshape(self.P, self.N)
         w = self.probs(theta).detach()
@@ -252,6 +298,7 @@ class TreePolicy:
         nodes = self.nodes[seqs]  # [n, L]
         toks = self.sequences[seqs]
         lp = logp.gather(1, nodes.unsqueeze(-1).expand(-1, -1, self.V)).gather(-1, toks.unsqueeze(-1)).squeeze(-1)
+        lp = torch.where(self.mask[seqs], lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
         (g,) = torch.autograd.grad(fn(lp, prompts, seqs).sum(), th)
         return g
 

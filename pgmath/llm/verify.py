@@ -15,7 +15,10 @@ Rows (each can fail):
 * KL as a loss term, k1 / k2 / k3 — exact E[∇Σₜkₜ] = 0 / ∇C_rev / ∇C_fwd (per-conditional
   KLs with prefixes from π); for L = 3 the gap to the sequence-level KL gradient is shown; samples
   pass against the exact value and (k2, k3) are rejected against the sequence-level KL gradient;
-* k1 in the reward with reward-to-go — exact E = ∇KL(π‖π_ref); samples pass.
+* k1 in the reward with reward-to-go — exact E = ∇KL(π‖π_ref); samples pass;
+* audit (:func:`pgmath.llm.audit_loss`, EOS tree V = 3, L ≤ 2, K = 3, 2 prompts, 2 points):
+  REINFORCE c_J = 1, GRPO's mean baseline c_J = (K−1)/K (both to 10⁻¹⁰, residual < 10⁻¹⁰), and the
+  residual flags a loss that estimates none of the targets ((Σₜ log πₜ)²: residual > 5%).
 
 False alarms: the oracle rows make 6 Hotelling tests of true hypotheses at α = 10⁻³ (family-wise
 ≤ 0.6% for a fresh seed); the generators are fixed, so the rows are deterministic. Sizes: 4000
@@ -31,6 +34,7 @@ import pathlib
 import torch
 
 from pgmath.llm.advantages import group_advantages, rloo_advantages
+from pgmath.llm.audit import audit_loss
 from pgmath.llm.kl import token_kl
 from pgmath.llm.oracle import TreePolicy
 from pgmath.specs import SPECS, verify_rows
@@ -41,6 +45,7 @@ __all__ = [
     "ALPHA",
     "kl_placement_table",
     "rows",
+    "verify_audit",
     "verify_grpo_mean_baseline",
     "verify_grpo_std_normalization",
     "verify_k1_in_reward",
@@ -223,6 +228,45 @@ def verify_k1_in_reward(ctx: VerifyContext) -> Outcome:
                    {**tab, "p_value": t.p_value, "min_detectable_bias": _power_data(mdb)})
 
 
+_AUDIT_SIZES = {"vocab": 3, "length": 2, "group_size": 3, "prompts": 2, "points": 2, "exchangeable": True}
+
+
+def _audit_reinforce(b) -> torch.Tensor:
+    return -(b.rewards.unsqueeze(1) * b.log_probs * b.mask).sum() / b.group_size
+
+
+def _audit_grpo_mean(b) -> torch.Tensor:
+    a = group_advantages(b.rewards.unsqueeze(0), normalize_std=False)[0]
+    return -(a.unsqueeze(1) * b.log_probs * b.mask).sum() / b.group_size
+
+
+def _audit_squared(b) -> torch.Tensor:
+    return ((b.log_probs * b.mask).sum(1) ** 2).sum() / b.group_size
+
+
+def verify_audit(which: str):
+    """The audit row ``which``: "reinforce" (c_J = 1), "grpo" (c_J = (K−1)/K) or "residual"."""
+
+    def fn(ctx: VerifyContext) -> Outcome:
+        loss = {"reinforce": _audit_reinforce, "grpo": _audit_grpo_mean, "residual": _audit_squared}[which]
+        a = audit_loss(loss, seed=ctx.seed, **_AUDIT_SIZES)
+        K = _AUDIT_SIZES["group_size"]
+        data = {"coefficients": a.coefficients, "residual": a.residual}
+        if which == "residual":
+            ok = a.residual > 0.05 and not a.exact
+            return Outcome(ok, f"(Σ log π)²: residual {a.residual:.2g} (> 0.05 flags a non-estimator)", data)
+        want = 1.0 if which == "reinforce" else (K - 1) / K
+        c = a.coefficients["J"]
+        if c is None:  # varies between points (or dropped): certainly not the fixed multiple
+            return Outcome(False, f"c_J varies between points; residual {a.residual:.2g}", data)
+        err = abs(c - want)
+        ok = err < 1e-10 and a.exact and a.residual < 1e-10
+        return Outcome(ok, f"c_J = {c:.12g} (want {want:.6g}, err {err:.0e}); residual {a.residual:.0e}", data)
+
+    fn.__name__ = f"verify_audit_{which}"
+    return fn
+
+
 def rows(ctx: VerifyContext) -> list[VerifyRow]:
     """The rows of the ``llm`` specs, then the oracle rows."""
     C = VerifyRow
@@ -237,6 +281,9 @@ def rows(ctx: VerifyContext) -> list[VerifyRow]:
         C(AREA, "KL-as-loss k3", "exact = ∇ per-conditional KL(ref‖π) ≠ ∇ sequence KL(ref‖π); T²",
           verify_kl_as_loss("k3")),
         C(AREA, "KL k1 in reward", "reward-to-go score function: exact = ∇KL(π‖ref); T²", verify_k1_in_reward),
+        C(AREA, "audit: REINFORCE", "audit_loss: c_J = 1, residual 0 (exact enumeration)", verify_audit("reinforce")),
+        C(AREA, "audit: GRPO mean baseline", "audit_loss: c_J = (K−1)/K", verify_audit("grpo")),
+        C(AREA, "audit: residual", "audit_loss flags a loss that estimates no target", verify_audit("residual")),
     ]
 
 

@@ -42,11 +42,18 @@ from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
 __all__ = [
     "ALPHA",
+    "retrace_first_targets",
     "rows",
     "verify_bootstrapped_returns",
     "verify_gym_envs",
+    "verify_npg_rate",
+    "verify_retrace_targets_unbiased",
     "verify_sampler_chi_square",
     "verify_sampler_power",
+    "verify_trpo_step",
+    "verify_vtrace_targets_unbiased",
+    "verify_vtrace_unclipped_rejected",
+    "vtrace_first_targets",
     "write_artifacts",
 ]
 
@@ -126,6 +133,152 @@ def verify_gym_envs(ctx: VerifyContext) -> Outcome:
     return Outcome(True, f"{len(made)} envs pass check_env", {})
 
 
+# ---------------------------------------------------------------------------------------------
+# off-policy targets, NPG, TRPO (issue 16; pgmath.mdp.offpolicy, pgmath.mdp.natural)
+
+
+def _offpolicy_case(ctx: VerifyContext) -> tuple[TabularMDP, torch.Tensor, torch.Tensor]:
+    g = ctx.generator(40)
+    mdp = random_mdp(5, 3, generator=g, gamma=0.9, num_terminal=1)
+    pi = mdp.policy(1.5 * torch.randn(5, 3, generator=g, device=g.device, dtype=F64))
+    mu = mdp.policy(1.5 * torch.randn(5, 3, generator=g, device=g.device, dtype=F64))
+    return mdp, pi, mu
+
+
+_STEPS = 4
+
+
+def _episodes_under_mu(ctx: VerifyContext, mdp: TabularMDP, pi: torch.Tensor, mu: torch.Tensor, offset: int):
+    ep = sample_episodes(mdp, mu, ctx.samples or 20_000, _STEPS, generator=ctx.generator(offset))
+    log_rhos = torch.where(ep.valid, torch.log(pi[ep.states, ep.actions]) - torch.log(mu[ep.states, ep.actions]),
+                           torch.zeros_like(ep.rewards))
+    return ep, log_rhos
+
+
+def vtrace_first_targets(ctx: VerifyContext, vtrace_fn: Callable[..., object] | None = None, *,
+                         rho_bar: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples [N, S], exact [S]): each episode's first V-trace target (c̄ = 1, λ = 0.9) placed at its
+    start state, and μ₀ ⊙ R₄V (the 4-step V-trace operator with ρ̄ = 1)."""
+    from pgmath.mdp.offpolicy import vtrace_operator
+    from pgmath.offpolicy import vtrace
+
+    fn = vtrace if vtrace_fn is None else vtrace_fn
+    mdp, pi, mu = _offpolicy_case(ctx)
+    V = torch.randn(5, generator=ctx.generator(41), device=ctx.device, dtype=F64) * (~mdp.terminal)
+    ep, log_rhos = _episodes_under_mu(ctx, mdp, pi, mu, 42)
+    targets, _ = fn(log_rhos, ep.rewards, V[ep.states], V[ep.next_states], ep.terminated, ep.truncated,
+                    gamma=mdp.gamma, lam=0.9, rho_bar=rho_bar, c_bar=1.0)
+    x = torch.nn.functional.one_hot(ep.states[0], 5).to(F64) * targets[0][:, None]
+    exact = mdp.mu0 * vtrace_operator(mdp, pi, mu, V, rho_bar=1.0, c_bar=1.0, lam=0.9, steps=_STEPS)
+    return x, exact
+
+
+def retrace_first_targets(ctx: VerifyContext, retrace_fn: Callable[..., object] | None = None,
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples [N, S·A], exact [S·A]): each episode's first Retrace(0.9) target placed at its start
+    pair, and (μ₀ μ) ⊙ R₄Q (the 4-step Retrace operator)."""
+    from pgmath.mdp.offpolicy import retrace_operator
+    from pgmath.offpolicy import retrace
+
+    fn = retrace if retrace_fn is None else retrace_fn
+    mdp, pi, mu = _offpolicy_case(ctx)
+    Q = torch.randn(5, 3, generator=ctx.generator(43), device=ctx.device, dtype=F64) * (~mdp.terminal)[:, None]
+    ep, log_rhos = _episodes_under_mu(ctx, mdp, pi, mu, 44)
+    expected = (pi * Q).sum(-1)
+    G = fn(log_rhos, ep.rewards, Q[ep.states, ep.actions], expected[ep.next_states], ep.terminated, ep.truncated,
+           gamma=mdp.gamma, lam=0.9)
+    x = torch.nn.functional.one_hot(ep.states[0] * 3 + ep.actions[0], 15).to(F64) * G[0][:, None]
+    exact = (mdp.mu0[:, None] * mu * retrace_operator(mdp, pi, mu, Q, lam=0.9, steps=_STEPS)).reshape(-1)
+    return x, exact
+
+
+def _unbiased_outcome(x: torch.Tensor, exact: torch.Tensor) -> Outcome:
+    from pgmath.stats import min_detectable_bias, unbiasedness_test
+
+    res = unbiasedness_test(x, exact, alpha=ALPHA)
+    mdb = min_detectable_bias(x, exact, alpha=ALPHA, power=0.9)
+    return Outcome(res.passed, f"{res.summary()}; {mdb.summary()}",
+                   {"p_value": res.p_value, "alpha": ALPHA, "min_detectable_bias": mdb.along_gradient})
+
+
+def verify_vtrace_targets_unbiased(ctx: VerifyContext, vtrace_fn: Callable[..., object] | None = None) -> Outcome:
+    """E[v₀ | s₀] = R₄V(s₀): Hotelling T² at α = 1e-3 on 20 000 episodes drawn under μ."""
+    return _unbiased_outcome(*vtrace_first_targets(ctx, vtrace_fn))
+
+
+def verify_vtrace_unclipped_rejected(ctx: VerifyContext) -> Outcome:
+    """Targets with the TD weight unclipped (ρ̄ = ∞) are rejected against the ρ̄ = 1 operator (p < α)."""
+    x, exact = vtrace_first_targets(ctx, rho_bar=1e12)
+    out = _unbiased_outcome(x, exact)
+    return Outcome(not out.passed, f"unclipped ρ: {out.statistic}", out.data)
+
+
+def verify_retrace_targets_unbiased(ctx: VerifyContext, retrace_fn: Callable[..., object] | None = None) -> Outcome:
+    """E[G₀ | s₀, a₀] = R₄Q(s₀, a₀): Hotelling T² at α = 1e-3 on 20 000 episodes drawn under μ."""
+    return _unbiased_outcome(*retrace_first_targets(ctx, retrace_fn))
+
+
+def _npg_case(ctx: VerifyContext) -> TabularMDP:
+    g = ctx.generator(45)
+    base = random_mdp(5, 3, generator=g, gamma=0.9)
+    R = torch.rand(5, 3, generator=g, device=g.device, dtype=F64)  # rewards in [0, 1], as in Theorem 16
+    return TabularMDP(base.P, R, 0.9, base.mu0)
+
+
+def verify_npg_rate(ctx: VerifyContext, direction: Callable[..., torch.Tensor] | None = None) -> Outcome:
+    """Exact NPG (η = 1, θ⁽⁰⁾ = 0, T = 100): iterates == π ∝ π exp(ηA/(1 − γ)) (1e-10) and
+    V* − V⁽ᵀ⁾ ≤ log|A|/(ηT) + 1/((1 − γ)²T) for every T (Agarwal et al. 2021, Thm 16)."""
+    from pgmath.mdp.natural import (
+        natural_gradient,
+        npg_gap_bound,
+        npg_iterations,
+        optimal_state_values,
+    )
+
+    mdp = _npg_case(ctx)
+    eta, T = 1.0, 100
+    run = npg_iterations(mdp, torch.zeros(5, 3, dtype=F64, device=ctx.device), eta=eta, steps=T,
+                         direction=natural_gradient if direction is None else direction)
+    theta, closed = torch.zeros(5, 3, dtype=F64, device=ctx.device), [float(run.values[0])]
+    for _ in range(T):  # multiplicative weights on the logits, A from the library's evaluation
+        theta = theta + eta * mdp.advantages(mdp.policy(theta)) / (1 - mdp.gamma)
+        closed.append(float(mdp.mu0 @ mdp.state_values(mdp.policy(theta))))
+    err = max(abs(a - b) for a, b in zip(run.values.tolist(), closed))
+    J_star = float(mdp.mu0 @ optimal_state_values(mdp)[0])
+    excess = max(J_star - float(run.values[t]) - npg_gap_bound(mdp, eta, t) for t in range(1, T + 1))
+    gap10 = J_star - float(run.values[10])
+    return Outcome(err <= 1e-10 and excess <= 0,
+                   f"vs closed form {err:.1e}; gap(10) = {gap10:.1e} ≤ bound {npg_gap_bound(mdp, eta, 10):.1f}; "
+                   f"max(gap − bound) = {excess:.2f}",
+                   {"closed_form_error": err, "max_excess": excess, "gap_10": gap10})
+
+
+def verify_trpo_step(ctx: VerifyContext, step_fn: Callable[..., object] | None = None) -> Outcome:
+    """CG direction == F⁺∇J (1e-8), ½sᵀFs = δ (1e-12), exact mean KL ≤ δ with J improved, KL/δ → 1 (δ = 1e-6)."""
+    from pgmath.mdp.natural import fisher_information, mean_kl, natural_gradient, trpo_step
+
+    fn = trpo_step if step_fn is None else step_fn
+    mdp, pi, _ = _offpolicy_case(ctx)
+    theta = torch.log(pi)
+    worst_dir = worst_quad = worst_ratio = 0.0
+    ok = True
+    for delta in (1e-2, 1e-6):
+        st = fn(mdp, theta, max_kl=delta)
+        F = fisher_information(mdp, theta)
+        s = st.full_step.reshape(-1)  # type: ignore[attr-defined]
+        quad = 0.5 * float(s @ (F @ s))
+        ng = natural_gradient(mdp, theta)
+        worst_dir = max(worst_dir, float((st.direction - ng).abs().max()) / (1 + float(ng.abs().max())))  # type: ignore[attr-defined]
+        worst_quad = max(worst_quad, abs(quad - delta) / delta)
+        ok = ok and st.kl <= delta and st.improvement > 0 and st.step_fraction > 0  # type: ignore[attr-defined]
+        if delta == 1e-6:
+            full_kl = mean_kl(mdp, theta, theta + st.full_step)  # type: ignore[attr-defined]
+            worst_ratio = abs(full_kl / delta - 1)
+    ok = ok and worst_dir <= 1e-8 and worst_quad <= 1e-9 and worst_ratio <= 1e-2
+    return Outcome(ok, f"direction {worst_dir:.1e}, |½sᵀFs/δ − 1| {worst_quad:.1e}, |KL/δ − 1| (δ = 1e-6) "
+                   f"{worst_ratio:.1e}", {"direction": worst_dir, "quadratic": worst_quad, "kl_ratio": worst_ratio})
+
+
 def rows(ctx: VerifyContext) -> list[VerifyRow]:
     """The spec rows of area "mdp" (one per property), then the statistical rows."""
     a = "mdp"
@@ -135,6 +288,12 @@ def rows(ctx: VerifyContext) -> list[VerifyRow]:
         VerifyRow(a, "sampler occupancy chi-square", "power: 5% wrong dynamics rejected", verify_sampler_power),
         VerifyRow(a, "truncated returns + γ^T V", "unbiased for J (z test, α = 1e-3)", verify_bootstrapped_returns),
         VerifyRow(a, "gymnasium envs", "check_env on the registered ids", verify_gym_envs),
+        VerifyRow(a, "V-trace targets", "unbiased for the 4-step operator (T², α = 1e-3)", verify_vtrace_targets_unbiased),
+        VerifyRow(a, "V-trace targets", "power: unclipped ρ rejected", verify_vtrace_unclipped_rejected),
+        VerifyRow(a, "Retrace targets", "unbiased for the 4-step operator (T², α = 1e-3)", verify_retrace_targets_unbiased),
+        VerifyRow(a, "NPG vs Agarwal et al. Thm 16", "closed-form iterates; gap ≤ log|A|/(ηT) + 1/((1−γ)²T)",
+                  verify_npg_rate),
+        VerifyRow(a, "TRPO step (exact Fisher)", "CG = F⁺∇J, ½sᵀFs = δ, KL ≤ δ, KL/δ → 1", verify_trpo_step),
     ]
 
 

@@ -9,7 +9,8 @@ Three lines::
 * checks — :func:`check_gae`, :func:`check_returns`, :func:`check_ppo_loss`,
   :func:`check_kl_estimator`, :func:`check_group_advantages`,
   :func:`check_policy_loss` (PPO, CISPO, GSPO, GMPO, REINFORCE × aggregations),
-  :func:`check_kl_penalty`, :func:`check_token_gae`, :func:`check_reinforce_pp_returns`
+  :func:`check_kl_penalty`, :func:`check_token_gae`, :func:`check_reinforce_pp_returns`,
+  :func:`check_vtrace`, :func:`check_retrace` (off-policy targets)
   (:mod:`pgmath.testing.checks`), all configured by one :class:`CheckOptions` (or its fields as
   keywords)
 * ready adapters of real libraries — :mod:`pgmath.testing.adapters` (``pgmath conform``)
@@ -48,10 +49,12 @@ from pgmath.testing.checks import (
     check_policy_loss,
     check_ppo_loss,
     check_reinforce_pp_returns,
+    check_retrace,
     check_returns,
     check_token_entropy,
     check_token_gae,
     check_token_log_probs,
+    check_vtrace,
 )
 from pgmath.testing.conventions import (
     GAE_CONVENTIONS,
@@ -89,10 +92,12 @@ __all__ = [
     "check_policy_loss",
     "check_ppo_loss",
     "check_reinforce_pp_returns",
+    "check_retrace",
     "check_returns",
     "check_token_entropy",
     "check_token_gae",
     "check_token_log_probs",
+    "check_vtrace",
     "logit_batches",
     "make_rollout",
     "reward_groups",

@@ -1,4 +1,5 @@
-"""TorchRL: the functional value estimators of ``torchrl.objectives.value.functional``.
+"""TorchRL: the functional value estimators of ``torchrl.objectives.value.functional`` (GAE,
+TD(1) returns, V-trace).
 
 Bridge: the ``"torchrl"`` calling convention of :mod:`pgmath.testing.conventions` (batch-major
 ``[N, T, 1]`` tensors, ``done``/``terminated`` flags, ``next_state_value`` per step) — the
@@ -24,4 +25,7 @@ def entries() -> list[Entry]:
                      {"convention": "torchrl"}, F.td1_return_estimate, bridge))
     out.append(Entry("torchrl.objectives.value.functional.vec_td1_return_estimate", "check_returns",
                      {"convention": "torchrl"}, F.vec_td1_return_estimate, bridge))
+    out.append(Entry("torchrl.objectives.value.functional.vtrace_advantage_estimate", "check_vtrace",
+                     {"convention": "torchrl"}, F.vtrace_advantage_estimate,
+                     "convention 'torchrl' ([N, T, 1], log_pi = log ρ, log_mu = 0, done/terminated, λ = 1)"))
     return out

@@ -22,7 +22,8 @@ Every check takes the same :class:`CheckOptions` — as ``options=CheckOptions(.
 Modules: :mod:`~pgmath.testing.checks.core` (options, report, the Hypothesis run),
 :mod:`~pgmath.testing.checks.rollouts` (``check_gae``, ``check_returns``),
 :mod:`~pgmath.testing.checks.ppo_loss`, :mod:`~pgmath.testing.checks.kl_estimator`,
-:mod:`~pgmath.testing.checks.group_advantages`; messages are rendered by
+:mod:`~pgmath.testing.checks.group_advantages`, :mod:`~pgmath.testing.checks.offpolicy`
+(``check_vtrace``, ``check_retrace``); messages are rendered by
 :mod:`pgmath.testing.report`.
 
 References: the plain-loop references of the formula specs (:mod:`pgmath.specs`) —
@@ -45,6 +46,7 @@ from pgmath.testing.checks.core import DEFAULT_MAX_EXAMPLES, CheckOptions, Check
 from pgmath.testing.checks.group_advantages import check_group_advantages, group_reference
 from pgmath.testing.checks.kl_estimator import check_kl_estimator
 from pgmath.testing.checks.kl_penalty import check_kl_penalty
+from pgmath.testing.checks.offpolicy import check_retrace, check_vtrace
 from pgmath.testing.checks.policy_loss import check_policy_loss
 from pgmath.testing.checks.ppo_loss import check_ppo_loss
 from pgmath.testing.checks.rollouts import check_gae, check_returns
@@ -62,9 +64,11 @@ __all__ = [
     "check_policy_loss",
     "check_ppo_loss",
     "check_reinforce_pp_returns",
+    "check_retrace",
     "check_returns",
     "check_token_entropy",
     "check_token_gae",
     "check_token_log_probs",
+    "check_vtrace",
     "group_reference",
 ]
