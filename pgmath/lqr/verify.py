@@ -18,7 +18,7 @@ The exact quantities (C(K), ∇C(K)) are specs (:mod:`pgmath.specs.lqr`): one ro
   gymnasium).
 
 Set-up: :func:`pgmath.lqr.example_system` (n = m = 2, γ = 0.8, σ = 1) at the gain
-:func:`pgmath.lqr.example_gain`, horizon T = 8, 100 000 trajectories (20 000 with ``--quick``;
+:func:`pgmath.lqr.example_gain`, horizon T = 8, 1 200 000 trajectories (100 000 with ``--quick``; the T = 60 row 40 000 / 10 000;
 ``--samples`` overrides). Truncation: the unbiased/detected rows compare with the exact ∇C_T, so
 no truncation bias enters. False alarms: 6 rows test a true hypothesis at α = 10⁻³ each, so a
 fresh seed flags one with probability ≤ 0.6 % (Bonferroni); with the default seed the rows are
@@ -57,6 +57,11 @@ POWER = 0.9
 HORIZON = 8
 LONG_HORIZON = 60
 GAE_LAM = 0.5
+#: trajectories of the T = 8 rows: REINFORCE's variance needs ~10⁶ for a 5 % detectable bias along ∇C
+TRAJECTORIES = 1_200_000
+QUICK_TRAJECTORIES = 100_000
+#: trajectories of the T = 60 row (GAE's variance is small)
+LONG_TRAJECTORIES = 40_000
 
 Sampler = Callable[..., LQRTrajectories]
 
@@ -74,7 +79,7 @@ def _trajectories(ctx: VerifyContext) -> int:
         if ctx.samples < 10:
             raise ValueError(f"samples must be >= 10, got {ctx.samples}")
         return int(ctx.samples)
-    return 20_000 if ctx.quick else 100_000
+    return QUICK_TRAJECTORIES if ctx.quick else TRAJECTORIES
 
 
 @functools.lru_cache(maxsize=2)
@@ -125,7 +130,7 @@ def verify_long_horizon(ctx: VerifyContext) -> Outcome:
     """GAE (λ = 0.5, exact critic) over T = 60 steps vs the infinite-horizon ∇C(K); the exact
     truncation bias must be ≤ 10⁻³ × the minimum detectable bias."""
     system, K = example_system(device=ctx.device), example_gain(ctx.device)
-    n = max(10, _trajectories(ctx) // 5)
+    n = max(10, _trajectories(ctx) // 5) if ctx.samples is not None else LONG_TRAJECTORIES // (4 if ctx.quick else 1)
     traj = system.sample(K, n, LONG_HORIZON, generator=ctx.generator(901))
     x = lqr_gradient_samples(system, K, traj, "gae", lam=GAE_LAM)
     exact = system.gradient(K)
