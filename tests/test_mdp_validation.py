@@ -176,3 +176,21 @@ def test_sampler_and_test_reject_bad_input():
         occupancy_chi_square(ep, mdp, pi, max_steps=10, gamma=1.0, generator=g)
     with pytest.raises(ValueError, match="by"):
         occupancy_chi_square(ep, mdp, pi, max_steps=10, gamma=0.5, generator=g, by="state")
+
+
+
+def test_a_bfloat16_policy_is_valid_for_the_retrace_fixed_point_at_gamma_one():
+    """A bfloat16 π (rows sum to 1 within bfloat16's rounding) given to a float64 MDP with γ = 1:
+    validated in bfloat16's precision, renormalised after the cast (the solve re-validated it in
+    float64 and refused it: |sum − 1| = 2⁻⁹)."""
+    from pgmath.mdp import retrace_fixed_point
+    from pgmath.mdp.canonical import random_mdp
+
+    mdp = random_mdp(4, 3, generator=torch.Generator().manual_seed(0), num_terminal=1).with_gamma(1.0)
+    pi = torch.tensor([[0.3, 0.3, 0.4], [0.1, 0.2, 0.7], [1 / 3, 1 / 3, 1 / 3], [0.55, 0.15, 0.3]],
+                      dtype=torch.float64).to(torch.bfloat16)
+    assert float((pi.double().sum(-1) - 1).abs().max()) > 1e-4  # the rounding alone breaks the sums
+    q = retrace_fixed_point(mdp, pi, pi)
+    exact = pi.double() / pi.double().sum(-1, keepdim=True)
+    want = retrace_fixed_point(mdp, exact, exact)
+    torch.testing.assert_close(q, want, rtol=1e-12, atol=1e-12)

@@ -86,8 +86,11 @@ def validate_behaviour(mdp: TabularMDP, pi: torch.Tensor, mu: torch.Tensor) -> t
       ValueError naming ``pi`` or ``mu``: bad tables, or μ(a|s) = 0 where π(a|s) > 0 on a
       non-terminal state (the importance ratio π/μ is infinite there).
     """
+    # rows validated in the caller's precision, then renormalised in the MDP's dtype: a bfloat16
+    # π cast to float64 sums to 1 only within 2⁻⁹, and later solves re-validate it in float64
     pi = mdp.validate_policy(pi, "pi").detach()
     mu = mdp.validate_policy(mu, "mu").detach()
+    pi, mu = pi / pi.sum(-1, keepdim=True), mu / mu.sum(-1, keepdim=True)
     live = ~mdp.terminal
     uncovered = (mu <= 0) & (pi > 0) & live[:, None]
     if bool(uncovered.any()):

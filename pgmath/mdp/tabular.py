@@ -211,10 +211,10 @@ class TabularMDP:
     def validate_policy(self, pi: torch.Tensor, name: str = "pi") -> torch.Tensor:
         """Validate a policy table ``[S, A]`` (rows are distributions) and cast it to the MDP dtype."""
         self._validate_table(pi, name)
-        given = pi.dtype
-        pi = pi.to(self.dtype)
-        _validate_distribution_rows(pi.detach(), name, "pi[s, :] is the action distribution in state s", given)
-        return pi
+        # rows checked in the precision the caller supplied, before the cast to the MDP's dtype
+        # (a float64 π cast to a bfloat16 MDP sums to 1 only within bfloat16's rounding)
+        _validate_distribution_rows(pi.detach(), name, "pi[s, :] is the action distribution in state s")
+        return pi.to(self.dtype)
 
     def _validate_table(self, x: object, name: str) -> None:
         validate_float_tensor(x, name)
