@@ -17,7 +17,8 @@ hidden-state path, the size the logits would have) are the yardstick: "× logits
 Time: in this process, the paths interleaved round by round (``--repeat`` rounds after a
 warm-up call), the median per path, so a change in the machine's load hits every path alike.
 "max |err|" is each path's largest error on the first sample against a float64 log-softmax of
-the same logits. Baselines:
+the same logits (for ``hidden_pgmath``: of ``hidden @ weightᵀ`` rounded to the dtype, as autograd's
+logits are). Baselines:
 
 * ``trl``: ``trl.trainer.utils.selective_log_softmax(logits[:, :-1], tokens[:, 1:])``
   (row-wise logsumexp for float32, a per-sample log_softmax for bf16);
@@ -85,7 +86,7 @@ def _make(path: str, args, dtype: torch.dtype):
             def run():
                 return selective_log_softmax(hidden @ weight.T, tokens)
         leaves = (hidden, weight)
-        logits = None
+        logits = (hidden[:1].detach() @ weight.detach().T) if path == "hidden_pgmath" else None  # first sample
     else:
         logits = (3 * torch.randn(B, L, V, generator=g)).to(dtype).requires_grad_(grad)
         leaves = (logits,)
@@ -155,7 +156,7 @@ def timings(paths: list[str], dtype: torch.dtype, args) -> dict[str, dict[str, f
     res = {}
     for p in paths:
         err = float("nan")
-        if p in ("pgmath", "trl", "gather", "v0"):
+        if p in ("pgmath", "trl", "gather", "v0", "hidden_pgmath"):
             logits = calls[p][2]
             want = torch.log_softmax(logits[0, :-1].double(), -1).gather(-1, tokens[0, 1:, None]).squeeze(-1)
             got = outs[p][0]
@@ -180,9 +181,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args)))
         return
-    load = os.getloadavg()[0]
+    load = os.getloadavg()
     print(f"B={args.B} L={args.L} (scored tokens {args.B * (args.L - 1)}) V={args.V} d={args.d}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.1f}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average (1/5/15 min) "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
           f"{'forward + backward' if args.backward else 'forward (no_grad)'}")
     passthrough = ["--B", str(args.B), "--L", str(args.L), "--V", str(args.V), "--d", str(args.d),
                    "--repeat", str(args.repeat), *(["--backward"] if args.backward else [])]
@@ -210,6 +212,7 @@ def main() -> None:
             ratio = f"{ref['median_s'] / r['median_s']:.2f}x" if ref else ""
             print(f"{r['path']:18s} {r['peak_extra'] / 2**20:14.1f} {r['peak_extra'] / r['logits_bytes']:9.3f} "
                   f"{r['median_s']:9.3f} {'' if hid else ratio:>7s} {ratio if hid else '':>13s} {r['err']:16.1e}")
+        print("load average at the end of this dtype: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,14 @@ from pgmath.llm import (
     token_log_probs_from_hidden,
     token_log_probs_reference,
 )
-from pgmath.llm.chunked import rows_per_chunk
+from pgmath.llm.chunked import (
+    HIDDEN_BUFFER_BYTES,
+    HIDDEN_BUFFER_FRACTION,
+    HIDDEN_MAX_TILE_ROWS,
+    HIDDEN_MIN_TILE_COLS,
+    hidden_plan,
+    rows_per_chunk,
+)
 
 F64 = torch.float64
 CUDA = torch.cuda.is_available()
@@ -76,6 +83,55 @@ def test_gradcheck_from_hidden_chunked():
     assert torch.autograd.gradcheck(f, (h, w, b))
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 2, 7])
+@pytest.mark.parametrize("T", [1.0, 0.6])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_from_hidden_log_prob_gradient_equals_autograd_through_the_full_logits(chunk, T, with_bias):
+    """The log-prob-only backward pass (−g p / T as sign(g) · exp(z / T − lse + log |g / T|), the
+    one-hot term outside the tiles): weights g of both signs and 0, one tile row (chunk None) and
+    several (chunk 1, 2, 7: ∂/∂weight summed over tile rows), against autograd in float64."""
+    g = torch.Generator().manual_seed(11)
+    B, L, d, V = 3, 8, 5, 13
+    h = torch.randn(B, L, d, dtype=F64, generator=g)
+    w = torch.randn(V, d, dtype=F64, generator=g)
+    b = torch.randn(V, dtype=F64, generator=g) if with_bias else None
+    tokens = torch.randint(0, V, (B, L), generator=g)
+    mask = torch.rand(B, L, generator=g) < 0.8
+    mask[:, 0] = False
+    weights = torch.randn(B, L, dtype=F64, generator=g)
+    weights[0, 2:4] = 0.0
+    leaves = [x.clone().requires_grad_(True) for x in (h, w, b) if x is not None]
+    lp = token_log_probs_from_hidden(leaves[0], leaves[1], tokens, mask, bias=leaves[2] if with_bias else None,
+                                     temperature=T, chunk_size=chunk)
+    got = torch.autograd.grad((lp * weights).sum(), leaves)
+    ref = [x.clone().requires_grad_(True) for x in (h, w, b) if x is not None]
+    logits = torch.nn.functional.linear(ref[0], ref[1], ref[2] if with_bias else None)
+    want_lp = token_log_probs_reference(logits, tokens, mask, temperature=T)
+    want = torch.autograd.grad((want_lp * weights).sum(), ref)
+    torch.testing.assert_close(lp.detach(), want_lp.detach(), rtol=0, atol=1e-13)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-12)
+    if chunk is not None:
+        assert hidden_plan(int(mask.sum()), V, chunk, 8)[1] < int(mask.sum())  # several tile rows
+
+
+def test_hidden_plan_bounds_the_buffers():
+    """chunk_size: no buffer of more than chunk · V logits; None: at most HIDDEN_BUFFER_BYTES and
+    HIDDEN_BUFFER_FRACTION of the logits (never below one row); one tile row up to
+    HIDDEN_MAX_TILE_ROWS scored tokens."""
+    for n, V, chunk in [(252, 512, 8), (10, 7, 1), (5000, 100, 3)]:
+        fwd, rows, cols = hidden_plan(n, V, chunk, 4)
+        assert fwd <= chunk and rows * cols <= chunk * V
+    for n, V, size in [(8192, 32_000, 2), (8192, 32_000, 4), (100, 50, 8), (65_536, 128_000, 2), (3, 10**6, 2)]:
+        fwd, rows, cols = hidden_plan(n, V, None, size)
+        per = size + (4 if size < 4 else 0)
+        cap = max(V * per, min(HIDDEN_BUFFER_BYTES, HIDDEN_BUFFER_FRACTION * n * V * size))
+        assert 1 <= fwd <= n and fwd * V * per <= cap
+        assert rows == min(n, HIDDEN_MAX_TILE_ROWS) and 1 <= cols <= V
+        assert rows * cols * per <= max(cap / 2, rows * HIDDEN_MIN_TILE_COLS * per)
+    assert hidden_plan(8192, 32_000, None, 2)[0] == 455  # bf16 at the benchmark size: 455 rows per product
+
+
 def test_float32_chunked_gradient_equals_autograd_through_the_full_log_softmax():
     logits, tokens, mask = _case(B=4, L=33, V=1000, dtype=torch.float32, seed=2)
     w = torch.randn(mask.shape, generator=torch.Generator().manual_seed(3))
@@ -102,20 +158,27 @@ def test_bf16_logits_are_upcast_chunk_by_chunk():
     assert (torch.where(mask[:, 1:], bf.double(), 0.0) - exact[:, 1:]).abs().max() > 1e-3
 
 
-def test_bf16_from_hidden_matches_autograd_through_bf16_logits():
+@pytest.mark.parametrize(("T", "with_bias", "chunk"), [(1.0, False, 4), (0.7, True, None), (1.3, False, 3)])
+def test_bf16_from_hidden_matches_autograd_through_bf16_logits(T, with_bias, chunk):
+    """bf16 weights: the values equal token_log_probs of the bf16 logits (the products round to
+    bf16 as autograd's do), the gradients (signed weights g) agree to bf16 precision."""
     g = torch.Generator().manual_seed(5)
     B, L, d, V = 2, 9, 16, 300
     h = torch.randn(B, L, d, generator=g).bfloat16().requires_grad_(True)
     w = (torch.randn(V, d, generator=g) / 4).bfloat16().requires_grad_(True)
+    b = torch.randn(V, generator=g).bfloat16().requires_grad_(True) if with_bias else None
     tokens = torch.randint(0, V, (B, L), generator=g)
-    lp = token_log_probs_from_hidden(h, w, tokens, chunk_size=4, dtype=torch.float32)
-    lp.sum().backward()
+    weights = torch.randn(B, L, generator=g)
+    lp = token_log_probs_from_hidden(h, w, tokens, bias=b, temperature=T, chunk_size=chunk, dtype=torch.float32)
+    (lp * weights).sum().backward()
     h2, w2 = h.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
-    lp2 = token_log_probs(h2 @ w2.T, tokens, dtype=torch.float32)
-    lp2.sum().backward()
+    b2 = b.detach().clone().requires_grad_(True) if with_bias else None
+    lp2 = token_log_probs(torch.nn.functional.linear(h2, w2, b2), tokens, temperature=T, dtype=torch.float32)
+    (lp2 * weights).sum().backward()
     torch.testing.assert_close(lp, lp2, rtol=0, atol=1e-5)
-    torch.testing.assert_close(h.grad.float(), h2.grad.float(), rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(w.grad.float(), w2.grad.float(), rtol=2e-2, atol=2e-2)
+    for x, y in [(h, h2), (w, w2)] + ([(b, b2)] if with_bias else []):
+        scale = float(y.grad.float().abs().max())
+        torch.testing.assert_close(x.grad.float(), y.grad.float(), rtol=0, atol=2e-2 * scale)
 
 
 def test_non_contiguous_logits_are_read_without_a_full_copy():

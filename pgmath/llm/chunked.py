@@ -13,12 +13,28 @@ and the gradients the backward pass writes, per scored row, with g the incoming 
 
 Both are computed ``chunk`` rows at a time (default: about 2²⁰ logits per chunk) with one fused
 log-softmax per chunk, so the extra memory is O(n + chunk · V) in the forward and the backward
-pass; the backward pass recomputes each chunk's softmax instead of storing it. From the hidden states the logits of a
-chunk are ``hidden[rows] @ weightᵀ + bias``, recomputed in the backward pass, and
+pass; the backward pass recomputes each chunk's softmax instead of storing it.
 
-    ∂/∂hidden[rows] = dz @ weight,   ∂/∂weight = Σ_chunks dzᵀ @ hidden[rows],   ∂/∂bias = Σ dz
+From the hidden states the logits are ``hidden[rows] @ weightᵀ + bias``. The forward pass computes
+them ``fwd`` rows at a time into a reused buffer and keeps lse (O(n)); the backward pass recomputes
+them in tiles of rows × vocabulary columns (with lse a tile's softmax needs only the tile) and,
+with dz = ∂/∂z,
 
-(Liger-Kernel's fused linear cross-entropy does the same on GPU, in Triton.)
+    ∂/∂hidden[rows] = Σ_tiles dz @ weight[cols],   ∂/∂weight[cols] = Σ_tiles dzᵀ @ hidden[rows],
+    ∂/∂bias = Σ dz
+
+so forward + backward take four products of the logits' size to autograd's three (the logits are
+computed twice); the saving is in the passes over the logits: one upcast and one in-place
+log-softmax per forward chunk, and for the log-probs' gradient −g p / T = −sign(g) ·
+exp(z / T − lse + log |g / T|), one exponential per tile (the offset and 1/T ride in the matrix
+product for float32/float64 weights), the sign applied to rows of ``hidden`` and of ∂/∂hidden, and
+the one-hot term g · onehot(y) / T added outside the tiles, O(n · d) in all.
+Liger-Kernel's fused linear cross-entropy (``LigerFusedLinearCrossEntropyFunction``, GPU, Triton)
+gets by with three products because its output is a reduced loss: one upstream number, so it forms
+both gradients in the forward pass and its backward pass only rescales them. Per-token log-probs
+feed PPO/GRPO losses whose weights gₜ reach this function only in the backward pass, and
+∂/∂weight = −Σₜ gₜ (pₜ − eₜ) hₜᵀ / T needs every pₜ again: stored (the logits' size) or recomputed
+(the fourth product).
 
 Source: the causal-LM convention of :mod:`pgmath.llm.logprobs`; temperature as the sampler
 applies it, softmax(z / T) (huggingface/trl#4159, OpenRLHF/OpenRLHF#1319).
@@ -39,9 +55,13 @@ from pgmath.validation import as_real, validate_float_tensor, validate_mask
 
 __all__ = [
     "DEFAULT_CHUNK_ELEMENTS",
-    "MIN_HIDDEN_CHUNK_ROWS",
+    "HIDDEN_BUFFER_BYTES",
+    "HIDDEN_BUFFER_FRACTION",
+    "HIDDEN_MAX_TILE_ROWS",
+    "HIDDEN_MIN_TILE_COLS",
     "HiddenRowsFunction",
     "LogitsRowsFunction",
+    "hidden_plan",
     "logits_rows",
     "rows_per_chunk",
     "scored_rows",
@@ -132,17 +152,11 @@ def scored_rows(m: torch.Tensor) -> torch.Tensor:
     return b * L + t - 1
 
 
-#: Rows per chunk of the hidden-state path when ``chunk_size`` is None, at least: each chunk
-#: reads all of ``weight`` for its matrix product, so small chunks would re-read it too often.
-MIN_HIDDEN_CHUNK_ROWS = 256
-
-
-def rows_per_chunk(V: int, chunk_size: int | None, minimum: int = 1) -> int:
-    """Rows per chunk: ``chunk_size``, or about :data:`DEFAULT_CHUNK_ELEMENTS` / V (at least
-    ``minimum``)."""
+def rows_per_chunk(V: int, chunk_size: int | None) -> int:
+    """Rows per chunk of the logits path: ``chunk_size``, or about :data:`DEFAULT_CHUNK_ELEMENTS` / V."""
     if chunk_size is not None:
         return chunk_size
-    return max(minimum, DEFAULT_CHUNK_ELEMENTS // max(V, 1))
+    return max(1, DEFAULT_CHUNK_ELEMENTS // max(V, 1))
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -276,53 +290,221 @@ def logits_rows(logits: torch.Tensor, m: torch.Tensor, tokens: torch.Tensor | No
 
 # ---------------------------------------------------------------------------------------------
 # from hidden states
+#
+# Forward: ``fwd`` scored tokens per matrix product, its output (in the weights' dtype) in a buffer
+# reused chunk after chunk, upcast into a second reused buffer where the log-softmax runs in place;
+# the logsumexp of every scored row is kept (O(n)). Backward: tiles of ``rows × cols`` logits. With
+# the saved logsumexp a tile's softmax needs only the tile, so the tiles also split the vocabulary,
+# and the one-hot part of ∂/∂z (g · onehot(y) / T) is added outside the tiles, O(n · d) in all.
+
+
+#: Buffers of the hidden-state path when ``chunk_size`` is None: at most this many bytes, and at
+#: most :data:`HIDDEN_BUFFER_FRACTION` of the scored rows' logits. Few, large tensor operations:
+#: on a loaded machine every parallel operation waits for its threads, so many small ones cost far
+#: more than their arithmetic (``benchmarks/logprobs.py``).
+HIDDEN_BUFFER_BYTES = 96 << 20
+HIDDEN_BUFFER_FRACTION = 1 / 6
+#: The backward pass keeps all scored rows in one tile row (∂/∂weight written once per vocabulary
+#: block, no float32 ``[V, d]`` accumulator) when there are at most this many.
+HIDDEN_MAX_TILE_ROWS = 8192
+#: Columns (vocabulary entries) per backward tile, at least, so the matrix products stay efficient.
+HIDDEN_MIN_TILE_COLS = 256
+
+
+def hidden_plan(n: int, V: int, chunk_size: int | None, itemsize: int) -> tuple[int, int, int]:
+    """``(forward rows, backward tile rows, backward tile columns)`` for ``n`` scored rows over a
+    vocabulary of ``V`` with weights of ``itemsize`` bytes: with ``chunk_size`` no buffer holds
+    more than ``chunk_size · V`` logits; else the buffers (the product in the weights' dtype and
+    its float32 copy) take at most :data:`HIDDEN_BUFFER_BYTES` and
+    :data:`HIDDEN_BUFFER_FRACTION` of the logits in the forward pass (never less than one row),
+    half that in the backward pass, whose tile rows hold up to :data:`HIDDEN_MAX_TILE_ROWS` rows."""
+    n = max(n, 1)
+    if chunk_size is not None:
+        tile = chunk_size * V
+        rows = min(n, max(math.isqrt(tile), tile // V))
+        return min(chunk_size, n), rows, min(V, max(1, tile // rows))
+    per = itemsize + (4 if itemsize < 4 else 0)
+    elems = max(V, int(min(HIDDEN_BUFFER_BYTES, n * V * itemsize * HIDDEN_BUFFER_FRACTION)) // per)
+    rows = min(n, HIDDEN_MAX_TILE_ROWS)  # the backward tiles get half: the gradients sit beside them
+    return min(n, elems // V), rows, min(V, max(HIDDEN_MIN_TILE_COLS, elems // (2 * rows)))
+
+
+def _linear_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``out ← x @ weightᵀ + bias`` (``F.linear``'s products, into a reused buffer)."""
+    if bias is None:
+        return torch.mm(x, weight.t(), out=out)
+    return torch.addmm(bias, x, weight.t(), out=out)
+
+
+def _buffer(flat: torch.Tensor | None, r: int, c: int) -> torch.Tensor | None:
+    """A contiguous ``[r, c]`` view of the start of ``flat`` (None for None)."""
+    return None if flat is None else flat[: r * c].view(r, c)
+
+
+def _take_rows(hflat: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``hflat[rows]``: a view when the rows are one contiguous run, else a copy."""
+    first, last = int(rows[0]), int(rows[-1])
+    if last - first + 1 == rows.numel():
+        return hflat[first:last + 1]
+    return hflat.index_select(0, rows)
+
+
+def _hidden_forward(hflat: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, rows: torch.Tensor,
+                    tgt: torch.Tensor, inv_t: float, fwd: int, want_h: bool, cd: torch.dtype
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log π(tgt), logsumexp(z′), H)`` of the scored rows, ``[n]`` each (H empty unless asked)."""
+    n, V = rows.numel(), weight.shape[0]
+    dev = hflat.device
+    lp = torch.empty(n, dtype=cd, device=dev)
+    lse = torch.empty(n, dtype=cd, device=dev)
+    h = torch.empty(n if want_h else 0, dtype=cd, device=dev)
+    zflat = torch.empty(min(fwd, n) * V, dtype=weight.dtype, device=dev)
+    fflat = torch.empty(zflat.numel(), dtype=cd, device=dev) if weight.dtype != cd else None
+    sub = max(1, min(fwd, (HIDDEN_BUFFER_BYTES // 16) // (V * 4)))  # rows per exp(log p) of the entropy
+    pflat = torch.empty(sub * V, dtype=cd, device=dev) if want_h else None
+    for s in range(0, n, fwd):
+        e = min(s + fwd, n)
+        z = _linear_into(_buffer(zflat, e - s, V), _take_rows(hflat, rows[s:e]), weight, bias)
+        f = z if fflat is None else _buffer(fflat, e - s, V).copy_(z)
+        if inv_t != 1.0:
+            f.mul_(inv_t)
+        t = tgt[s:e].unsqueeze(1)
+        zy = f.gather(1, t).squeeze(1)
+        torch._log_softmax(f, -1, False, out=f)  # in place (the kernel reads each row before writing it)
+        lp_c = f.gather(1, t).squeeze(1)
+        lp[s:e] = lp_c
+        torch.sub(zy, lp_c, out=lse[s:e])
+        if want_h:
+            f.clamp_(min=torch.finfo(cd).min)  # log 0 = −inf → finite: 0 · log 0 = 0
+            for a in range(0, e - s, sub):
+                b = min(a + sub, e - s)
+                h[s + a:s + b] = -torch.linalg.vecdot(torch.exp(f[a:b], out=_buffer(pflat, b - a, V)), f[a:b])
+    return lp, lse, h
+
+
+def _scaled_probs(z: torch.Tensor, f: torch.Tensor | None, hs: torch.Tensor, w_blk: torch.Tensor,
+                  b_blk: torch.Tensor | None, offset: torch.Tensor, inv_t: float) -> torch.Tensor:
+    """``exp(z / T + offset)`` of the tile ``z = hs @ w_blkᵀ + b_blk`` (``offset`` per row), in
+    ``z``'s buffer and dtype. In the compute dtype (``f`` None) the offset and 1/T ride in the
+    matrix product; a low-precision ``z`` is rounded first, as autograd's logits are, then upcast
+    into ``f``: two or four passes over the tile."""
+    off = offset.unsqueeze(1)
+    if f is None:
+        if b_blk is None:
+            torch.addmm(off, hs, w_blk.t(), alpha=inv_t, out=z)
+        else:
+            torch.add(off, b_blk.unsqueeze(0), alpha=inv_t, out=z).addmm_(hs, w_blk.t(), alpha=inv_t)
+        return z.exp_()
+    _linear_into(z, hs, w_blk, b_blk)
+    torch.add(off, f.copy_(z), alpha=inv_t, out=f).exp_()
+    return z.copy_(f)
+
+
+def _entropy_tile_grad(z: torch.Tensor, f: torch.Tensor | None, hs: torch.Tensor, w_blk: torch.Tensor,
+                       b_blk: torch.Tensor | None, lse: torch.Tensor, inv_t: float, gs: torch.Tensor | None,
+                       h: torch.Tensor, ghs: torch.Tensor, p_buf: torch.Tensor) -> torch.Tensor:
+    """∂(Σ g·log π + Σ g_h·H)/∂z of a tile without the one-hot term, in ``z``'s buffer and dtype
+    (``gs = g / T``, ``ghs = g_h / T``): −g_h p (log p + H) / T − g p / T."""
+    _linear_into(z, hs, w_blk, b_blk)
+    f = z if f is None else f.copy_(z)
+    f = torch.add(-lse.unsqueeze(1), f, alpha=inv_t, out=f).clamp_(min=torch.finfo(f.dtype).min)  # log p
+    p = torch.exp(f, out=p_buf)
+    f.add_(h.unsqueeze(1)).mul_(p).mul_(-ghs.unsqueeze(1))
+    if gs is not None:
+        f.addcmul_(p, gs.unsqueeze(1), value=-1.0)
+    return f if f is z else z.copy_(f)
 
 
 class HiddenRowsFunction(torch.autograd.Function):
-    """``(log π(tgt), H)`` of ``softmax((hidden[rows] @ weightᵀ + bias) / T)``, chunk by chunk;
-    the logits of a chunk are recomputed in the backward pass, never stored."""
+    """``(log π(tgt), H)`` of ``softmax((hidden[rows] @ weightᵀ + bias) / T)`` in chunks; the
+    logits are recomputed tile by tile in the backward pass (from the saved logsumexp), never stored.
+
+    ``forward(ctx, hflat, weight, bias, rows, tgt, inv_t, plan, want_h, cd)`` with ``plan`` from
+    :func:`hidden_plan`.
+
+    Backward, per tile, with only log-probs differentiated: ∂/∂z = (onehot(y) − p) g / T, and
+    −p g / T = −sign(g) · exp(z / T − lse + log |g / T|): the exponential gives the magnitude in
+    one pass, the sign goes on the rows of ``hidden`` (for ∂/∂weight) and of the accumulated
+    ∂/∂hidden, and the one-hot term is added outside the tiles (O(n · d))."""
 
     @staticmethod
     def forward(ctx: Any, hflat: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                rows: torch.Tensor, tgt: torch.Tensor, inv_t: float, chunk: int, want_h: bool,
-                cd: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        n = rows.numel()
-        lp = torch.empty(n, dtype=cd, device=hflat.device)
-        h = torch.empty(n if want_h else 0, dtype=cd, device=hflat.device)
-        for s, e in _chunks(n, chunk):
-            z = torch.nn.functional.linear(hflat.index_select(0, rows[s:e]), weight, bias)
-            lp[s:e], h_c = _forward_chunk(_scaled(z, cd, inv_t), tgt[s:e], want_h)
-            if want_h:
-                h[s:e] = h_c
-        ctx.save_for_backward(hflat, weight, bias, rows, tgt, h)
-        ctx.cfg = (inv_t, chunk, want_h, cd)
+                rows: torch.Tensor, tgt: torch.Tensor, inv_t: float, plan: tuple[int, int, int],
+                want_h: bool, cd: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        lp, lse, h = _hidden_forward(hflat, weight, bias, rows, tgt, inv_t, plan[0], want_h, cd)
+        ctx.save_for_backward(hflat, weight, bias, rows, tgt, lse, h)
+        ctx.cfg = (inv_t, plan, want_h, cd)
         return lp, h
 
     @staticmethod
     def backward(ctx: Any, g_lp: torch.Tensor | None, g_h: torch.Tensor | None) -> tuple[Any, ...]:
-        hflat, weight, bias, rows, tgt, h = ctx.saved_tensors
-        inv_t, chunk, want_h, cd = ctx.cfg
-        g_h = g_h if want_h else None
-        acc = torch.promote_types(weight.dtype, torch.float32)  # accumulate over chunks in ≥ fp32
-        grad_h = torch.zeros_like(hflat, memory_format=torch.contiguous_format) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if ctx.needs_input_grad[1] else None
-        grad_b = torch.zeros(bias.shape, dtype=acc, device=bias.device) \
-            if bias is not None and ctx.needs_input_grad[2] else None
-        for s, e in _chunks(rows.numel(), chunk):
-            hs = hflat.index_select(0, rows[s:e])
-            zs = _scaled(torch.nn.functional.linear(hs, weight, bias), cd, inv_t)
-            d = _grad_chunk(zs, tgt[s:e] if g_lp is not None else None,
-                            g_lp[s:e].to(cd) if g_lp is not None else None,
-                            h[s:e] if g_h is not None else None,
-                            g_h[s:e].to(cd) if g_h is not None else None, inv_t)
-            d = d.to(weight.dtype)
-            if grad_h is not None:
-                grad_h.index_copy_(0, rows[s:e], (d @ weight).to(grad_h.dtype))
-            if grad_w is not None:
-                grad_w.add_((d.t() @ hs).to(acc))
-            if grad_b is not None:
-                grad_b.add_(d.sum(0).to(acc))
-        grad_w = grad_w.to(weight.dtype) if grad_w is not None else None
+        hflat, weight, bias, rows, tgt, lse, h = ctx.saved_tensors
+        inv_t, (_, tr, tc), want_h, cd = ctx.cfg
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = bias is not None and ctx.needs_input_grad[2]
+        gs = g_lp.to(cd) * inv_t if g_lp is not None else None
+        ghs = g_h.to(cd) * inv_t if want_h and g_h is not None else None
+        n, (V, d) = rows.numel(), weight.shape
+        grad_h = torch.zeros_like(hflat, memory_format=torch.contiguous_format) if need_h else None
+        if n == 0 or (gs is None and ghs is None):
+            return (grad_h, torch.zeros_like(weight) if need_w else None,
+                    torch.zeros_like(bias) if need_b else None, *([None] * 6))
+        dev, wdt = hflat.device, weight.dtype
+        # ∂/∂weight: one block of the vocabulary per product, in the weights' dtype when one tile
+        # row holds every scored row, else summed over the tile rows in at least float32
+        acc_dt = wdt if tr >= n else torch.promote_types(wdt, torch.float32)
+        grad_w = torch.zeros(weight.shape, dtype=acc_dt, device=dev) if need_w else None
+        grad_b = torch.zeros(V, dtype=cd, device=dev) if need_b else None
+        if gs is not None:  # the one-hot term g · onehot(y) / T of ∂/∂weight and ∂/∂bias, first
+            for s in range(0, n, tr):
+                if grad_w is not None:
+                    grad_w.index_add_(0, tgt[s:s + tr], (_take_rows(hflat, rows[s:s + tr]).to(cd)
+                                                         * gs[s:s + tr].unsqueeze(1)).to(acc_dt))
+                if grad_b is not None:
+                    grad_b.index_add_(0, tgt[s:s + tr], gs[s:s + tr])
+        r0, cw = min(tr, n), min(tc, V)
+        zflat = torch.empty(r0 * cw, dtype=wdt, device=dev)
+        fflat = torch.empty(zflat.numel(), dtype=cd, device=dev) if wdt != cd else None
+        pflat = torch.empty(zflat.numel(), dtype=cd, device=dev) if ghs is not None else None
+        gh_lo = torch.empty(r0 * d, dtype=wdt, device=dev) if need_h and wdt != cd else None
+        gh_up = torch.empty(r0 * d, dtype=cd, device=dev) if need_h and wdt != cd else None
+        for s in range(0, n, tr):
+            e = min(s + tr, n)
+            hs = _take_rows(hflat, rows[s:e])
+            g_s = gs[s:e] if gs is not None else None
+            if ghs is None:  # −g p / T = sgn · exp(z / T + offset)
+                sgn = -torch.sign(g_s)
+                offset = torch.log(g_s.abs()).sub_(lse[s:e])
+                hs_w = hs * sgn.to(wdt).unsqueeze(1)
+            gh = torch.zeros(e - s, d, dtype=cd, device=dev) if need_h else None
+            for c0 in range(0, V, tc):
+                c1 = min(c0 + tc, V)
+                w_blk, b_blk = weight[c0:c1], bias[c0:c1] if bias is not None else None
+                z, f = _buffer(zflat, e - s, c1 - c0), _buffer(fflat, e - s, c1 - c0)
+                if ghs is None:
+                    dz, xw = _scaled_probs(z, f, hs, w_blk, b_blk, offset, inv_t), hs_w  # dz: |∂/∂z|
+                else:
+                    dz, xw = _entropy_tile_grad(z, f, hs, w_blk, b_blk, lse[s:e], inv_t, g_s, h[s:e], ghs[s:e],
+                                                _buffer(pflat, e - s, c1 - c0)), hs
+                if grad_b is not None:
+                    grad_b[c0:c1] += torch.mv(dz.t().to(cd), sgn) if ghs is None else dz.sum(0, dtype=cd)
+                if grad_w is not None:
+                    if acc_dt == wdt:
+                        grad_w[c0:c1].addmm_(dz.t(), xw)
+                    else:
+                        grad_w[c0:c1] += dz.t() @ xw
+                if gh is not None:
+                    if gh_lo is None:
+                        gh.addmm_(dz, w_blk)
+                    else:  # summed in the compute dtype
+                        gh.add_(_buffer(gh_up, e - s, d).copy_(torch.mm(dz, w_blk, out=_buffer(gh_lo, e - s, d))))
+            if gh is not None:
+                if ghs is None:
+                    gh.mul_(sgn.unsqueeze(1))
+                if g_s is not None:  # the one-hot term of ∂/∂hidden: g · weight[y] / T
+                    gh.addcmul_(weight.index_select(0, tgt[s:e]).to(cd), g_s.unsqueeze(1))
+                grad_h.index_copy_(0, rows[s:e], gh.to(grad_h.dtype))
+        grad_w = grad_w.to(wdt) if grad_w is not None else None
         grad_b = grad_b.to(bias.dtype) if grad_b is not None else None
         return (grad_h, grad_w, grad_b, *([None] * 6))
 
@@ -368,10 +550,11 @@ def token_log_probs_from_hidden(
         out[b, t] = log softmax(z[b, t−1] / T)[tokens[b, t]]   where mask[b, t], else 0
         H[b, t]   = −Σⱼ pⱼ log pⱼ,  p = softmax(z[b, t−1] / T) where mask[b, t], else 0
 
-    Forward and backward run ``chunk_size`` scored tokens at a time (the logits of a chunk are
-    recomputed in the backward pass), so the extra memory is O(n + chunk · V + V · d); the
-    gradients with respect to ``hidden``, ``weight`` and ``bias`` equal autograd through the full
-    logits (accumulated over chunks in at least float32).
+    The forward pass runs ``chunk_size`` scored tokens at a time, the backward pass tiles of at
+    most ``chunk_size · V`` logits (the logits recomputed, see the module docstring), so the extra
+    memory is O(n · d + chunk · V + V · d); the gradients with respect to ``hidden``, ``weight``
+    and ``bias`` equal autograd through the full logits (∂/∂hidden summed over the vocabulary in
+    at least float32, ∂/∂weight too when the scored rows need several tile rows).
 
     Args:
       hidden: ``[B, L, d]`` float, the last hidden states; ``hidden[:, t]`` predicts
@@ -381,8 +564,8 @@ def token_log_probs_from_hidden(
       mask: ``[B, L]`` bool/0-1, the tokens to score; ``mask[:, 0]`` false. None: all but the first.
       bias: optional ``[V]``.
       temperature: the sampling temperature T > 0 (log-probs of softmax(z / T)).
-      chunk_size: scored tokens per chunk (None: about 2²⁰ logits per chunk, at least 256 rows
-        so that the matrix products stay efficient).
+      chunk_size: scored tokens per forward chunk (None: buffers of at most 96 MiB and 1/6 of
+        the logits' size, :func:`hidden_plan`).
       return_entropy: also return the entropies ``[B, L]``.
       dtype: of the result (default: ``hidden``'s dtype); computed in at least float32.
     Returns:
@@ -400,8 +583,9 @@ def token_log_probs_from_hidden(
     cd = torch.promote_types(hidden.dtype, torch.float32)
     rows = scored_rows(m)
     tgt = tokens[m].long()
-    lp, h = HiddenRowsFunction.apply(hidden.reshape(B * L, d), weight, bias, rows, tgt, 1.0 / T,
-                                     rows_per_chunk(V, chunk, MIN_HIDDEN_CHUNK_ROWS), return_entropy, cd)
+    plan = hidden_plan(rows.numel(), V, chunk, weight.element_size())
+    lp, h = HiddenRowsFunction.apply(hidden.reshape(B * L, d), weight, bias, rows, tgt, 1.0 / T, plan,
+                                     return_entropy, cd)
     validate_scored_result(lp.detach(), "hidden/weight")
     out_dtype = hidden.dtype if dtype is None else dtype
     out = torch.zeros(B, L, dtype=cd, device=hidden.device).masked_scatter(m, lp).to(out_dtype)
