@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pgmath import __version__
 
@@ -43,6 +45,22 @@ def _load_hooks(names: tuple[str, ...], unavailable: list[str]) -> list:
         except ImportError as exc:
             unavailable.append(f"{modname}: {exc}")
     return modules
+
+
+def load_target(spec: str) -> Callable[..., Any]:
+    """Import ``package.module:attr[.attr…]`` (the current directory first on ``sys.path``) — the
+    user function that ``pgmath check`` and ``pgmath audit`` are given."""
+    if ":" not in spec:
+        raise ValueError(f"FUNCTION must look like package.module:function, got {spec!r}")
+    modname, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj: Any = importlib.import_module(modname)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{spec} is not callable")
+    return obj
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,15 +14,14 @@ Checked by: ``tests/test_llm_audit.py::test_cli_user_function`` and ``test_cli_b
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import os
 import sys
 from typing import Any
 
+from pgmath.cli import load_target
 from pgmath.tables import add_format_argument, print_table
 
-__all__ = ["add_commands", "load_loss", "run_audit"]
+__all__ = ["add_commands", "run_audit"]
 
 
 def add_commands(subparsers: Any) -> None:
@@ -50,21 +49,6 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--json", metavar="FILE", default=None, help="write the numbers as JSON")
     add_format_argument(p)
     p.set_defaults(func=run_audit)
-
-
-def load_loss(spec: str) -> Any:
-    """Import ``package.module:attr[.attr…]`` (the current directory first on ``sys.path``)."""
-    if ":" not in spec:
-        raise ValueError(f"FUNCTION must look like package.module:function, got {spec!r}")
-    modname, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: Any = importlib.import_module(modname)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"{spec} is not callable")
-    return obj
 
 
 def _sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -102,7 +86,7 @@ def run_audit(args: argparse.Namespace) -> int:
             return _run_builtin(args)
         if not args.target:
             raise ValueError("give a FUNCTION (package.module:function) or --builtin")
-        fn = load_loss(args.target)
+        fn = load_target(args.target)
         audit = audit_loss(fn, off_policy=args.off_policy, reward=args.reward, seed=args.seed,
                            exchangeable=args.exchangeable, name=args.target, **_sizes(args))
     except (ValueError, ImportError, AttributeError) as exc:

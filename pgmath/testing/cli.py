@@ -18,14 +18,13 @@ Checked by: ``tests/test_testing_cli.py`` (pass, fail and bad-target exit codes 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from pgmath.cli import load_target
 from pgmath.testing import checks
 
 __all__ = ["add_commands", "load_target", "options_from_args", "run_check"]
@@ -71,21 +70,6 @@ def add_commands(subparsers) -> None:
                    help="group-advantages: GRPO without the std division (Dr. GRPO)")
     p.add_argument("--eps", type=float, default=1e-6, help="group-advantages: ε added to the std")
     p.set_defaults(func=run_check)
-
-
-def load_target(spec: str) -> Callable[..., Any]:
-    """Import ``package.module:attr[.attr…]`` (the current directory first on ``sys.path``)."""
-    if ":" not in spec:
-        raise ValueError(f"FUNCTION must look like package.module:function, got {spec!r}")
-    modname, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    obj: Any = importlib.import_module(modname)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"{spec} is not callable")
-    return obj
 
 
 def options_from_args(args: argparse.Namespace) -> checks.CheckOptions:
