@@ -249,9 +249,9 @@ def test_from_hidden_never_creates_the_logits():
     assert mode.largest < B * L * V
 
 
-def test_default_chunk_is_about_a_million_logits():
-    assert rows_per_chunk(32_000, None) == 32
-    assert rows_per_chunk(10**7, None) == 1
+def test_default_chunk_is_a_64_mib_float32_buffer():
+    assert rows_per_chunk(32_000, None) == (1 << 24) // 32_000 == 524
+    assert rows_per_chunk(10**8, None) == 1
     assert rows_per_chunk(32_000, 5) == 5
 
 

@@ -61,7 +61,9 @@ __all__ = [
     "HIDDEN_MIN_TILE_COLS",
     "HiddenRowsFunction",
     "LogitsRowsFunction",
+    "entropy_of_log_probs_",
     "hidden_plan",
+    "log_softmax_",
     "logits_rows",
     "rows_per_chunk",
     "scored_rows",
@@ -73,8 +75,11 @@ __all__ = [
     "validate_token_inputs",
 ]
 
-#: Logits per chunk when ``chunk_size`` is None (4 MiB float32 temporaries: they stay in cache).
-DEFAULT_CHUNK_ELEMENTS = 1 << 20
+#: Logits per chunk when ``chunk_size`` is None: one reused float32 buffer of 64 MiB (524 rows at
+#: V = 32 000, 0.13× the bfloat16 logits of the benchmark). Few, large operations on a reused
+#: buffer: every chunk costs a fixed wait for the threads on a loaded machine and fresh
+#: temporaries cost page faults (``benchmarks/logprobs.py``; 2²⁰ was 10× slower than TRL there).
+DEFAULT_CHUNK_ELEMENTS = 1 << 24
 
 _INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -173,16 +178,36 @@ def _scaled(z: torch.Tensor, cd: torch.dtype, inv_t: float) -> torch.Tensor:
     return z * inv_t if inv_t != 1.0 else z
 
 
-def _forward_chunk(zs: torch.Tensor, tgt: torch.Tensor | None, want_h: bool
+def log_softmax_(f: torch.Tensor) -> torch.Tensor:
+    """log-softmax of the rows of ``f`` written over ``f`` (a buffer the caller owns). On the CPU
+    the kernel reads each row before writing it, so it runs in place; elsewhere out of place."""
+    if f.device.type == "cpu":
+        return torch._log_softmax(f, -1, False, out=f)
+    return f.copy_(torch.log_softmax(f, dim=-1))
+
+
+def entropy_of_log_probs_(logp: torch.Tensor, pbuf: torch.Tensor) -> torch.Tensor:
+    """H = −Σ p log p of the rows of ``logp`` (clamped in place: log 0 = −inf → finite, so that
+    0 · log 0 = 0), p computed in sub-blocks into the reused flat buffer ``pbuf``."""
+    logp.clamp_(min=torch.finfo(logp.dtype).min)
+    n, V = logp.shape
+    sub = max(1, pbuf.numel() // V)
+    h = torch.empty(n, dtype=logp.dtype, device=logp.device)
+    for a in range(0, n, sub):  # over blocks of rows
+        b = min(a + sub, n)
+        p = torch.exp(logp[a:b], out=pbuf[: (b - a) * V].view(b - a, V))
+        h[a:b] = -torch.linalg.vecdot(p, logp[a:b])
+    return h
+
+
+def _forward_chunk(f: torch.Tensor, tgt: torch.Tensor | None, pbuf: torch.Tensor | None
                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(log π(tgt), H)`` of the rows of z′ (``None`` for what is not asked). One fused
-    log-softmax per chunk (a row with NaN, +inf or only −inf gives NaN, refused afterwards)."""
-    logp = torch.log_softmax(zs, dim=-1)
+    """``(log π(tgt), H)`` of the rows of z′ held in the buffer ``f`` (overwritten; ``None`` for
+    what is not asked; H when a probability buffer ``pbuf`` is given). One fused log-softmax per
+    chunk (a row with NaN, +inf or only −inf gives NaN, refused afterwards)."""
+    logp = log_softmax_(f)
     lp = logp.gather(1, tgt.unsqueeze(1)).squeeze(1) if tgt is not None else None
-    h = None
-    if want_h:
-        logp.clamp_(min=torch.finfo(logp.dtype).min)  # log 0 = −inf → finite: 0 · log 0 = 0
-        h = -torch.linalg.vecdot(logp.exp(), logp)
+    h = entropy_of_log_probs_(logp, pbuf) if pbuf is not None else None
     return lp, h
 
 
@@ -242,9 +267,15 @@ class LogitsRowsFunction(torch.autograd.Function):
         flat = _flat_view(logits)
         lp = torch.empty(n if want_lp else 0, dtype=cd, device=logits.device)
         h = torch.empty(n if want_h else 0, dtype=cd, device=logits.device)
-        for s, e in _chunks(n, chunk):
-            zs = _scaled(_row_block(logits, flat, rows[s:e]), cd, inv_t)
-            lp_c, h_c = _forward_chunk(zs, tgt[s:e] if want_lp else None, want_h)
+        buf = torch.empty(min(chunk, n) * logits.shape[-1], dtype=cd, device=logits.device)
+        # probabilities of the entropy in blocks of a quarter of the chunk
+        V = logits.shape[-1]
+        pbuf = torch.empty(max(V, (buf.numel() // 4) // V * V), dtype=cd, device=logits.device) if want_h else None
+        for s, e in _chunks(n, chunk):  # z′ of each chunk copied into one reused buffer
+            f = _buffer(buf, e - s, logits.shape[-1]).copy_(_row_block(logits, flat, rows[s:e]))
+            if inv_t != 1.0:
+                f.mul_(inv_t)
+            lp_c, h_c = _forward_chunk(f, tgt[s:e] if want_lp else None, pbuf)
             if want_lp:
                 lp[s:e] = lp_c
             if want_h:
@@ -370,15 +401,12 @@ def _hidden_forward(hflat: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
             f.mul_(inv_t)
         t = tgt[s:e].unsqueeze(1)
         zy = f.gather(1, t).squeeze(1)
-        torch._log_softmax(f, -1, False, out=f)  # in place (the kernel reads each row before writing it)
+        log_softmax_(f)
         lp_c = f.gather(1, t).squeeze(1)
         lp[s:e] = lp_c
         torch.sub(zy, lp_c, out=lse[s:e])
         if want_h:
-            f.clamp_(min=torch.finfo(cd).min)  # log 0 = −inf → finite: 0 · log 0 = 0
-            for a in range(0, e - s, sub):
-                b = min(a + sub, e - s)
-                h[s + a:s + b] = -torch.linalg.vecdot(torch.exp(f[a:b], out=_buffer(pflat, b - a, V)), f[a:b])
+            h[s:e] = entropy_of_log_probs_(f, pflat)
     return lp, lse, h
 
 
