@@ -76,7 +76,8 @@ from pgmath.stats import (
 )
 from pgmath.verification import Outcome, VerifyContext, VerifyRow
 
-__all__ = ["ALPHA", "rows", "verify_false_alarm_rate", "verify_gae_bias_endpoints", "write_artifacts"]
+__all__ = ["ALPHA", "SETUP_KEYS", "rows", "unbiased_row_samples", "verify_false_alarm_rate",
+           "verify_gae_bias_endpoints", "write_artifacts"]
 
 ALPHA = 1e-3
 #: The power at which each unbiased row states its minimum detectable bias.
@@ -151,6 +152,19 @@ def _setups() -> list[_Setup]:
     ]
 
 
+#: The set-ups of the suite, in table order (the keys of :func:`unbiased_row_samples`).
+SETUP_KEYS = tuple(s.key for s in _setups())
+
+
+def _row_kind(setup: _Setup, label: str) -> str:
+    """"detected" (a biased rule, rejected), "predicted" (mean = its predicted E[ĝ]) or "unbiased"."""
+    if label in _BIASED and not setup.gamma_one and not setup.key.startswith("corridor"):
+        return "detected"
+    if label == "td, V + e":
+        return "predicted"
+    return "unbiased"
+
+
 @dataclass
 class _Data:
     """Samples of one set-up: every estimator on the same episodes, plus exact quantities."""
@@ -217,6 +231,29 @@ class _Suite:
 @functools.lru_cache(maxsize=2)
 def _suite(ctx: VerifyContext) -> _Suite:
     return _Suite(ctx)
+
+
+def unbiased_row_samples(ctx: VerifyContext, setup: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(exact ∇J, {label: [N, …] samples}) of every "unbiased" row of set-up ``setup``.
+
+    The same episodes (generator, sample size) as the rows of :func:`rows` for ``ctx``, but only
+    the estimators with an "unbiased" row are differentiated: the empirical power test
+    (``tests/test_estimators_power.py``) biases these samples by 5 % and runs the rows' test.
+    """
+    setups = {s.key: s for s in _setups()}
+    if setup not in setups:
+        raise ValueError(f"setup must be one of {list(setups)}, got {setup!r}")
+    s = setups[setup]
+    mdp, params, fn = _problem(s, ctx.device)
+    pi = (mdp.policy(params) if fn is None else fn(params)).detach()
+    Vp = perturbed_values(mdp, mdp.state_values(pi))
+    cfgs = {k: _resolve(v, Vp) for k, v in s.estimators.items() if _row_kind(s, k) == "unbiased"}
+    samples, ep = samples_for_all(mdp, params, cfgs, _episodes(ctx, s),
+                                  generator=ctx.generator(s.seed_offset), policy_fn=fn)
+    if int(ep.truncated.sum()):
+        raise RuntimeError(f"{int(ep.truncated.sum())} truncated episode(s) in set-up {setup!r}")
+    exact = mdp.exact_policy_gradient(params) if fn is None else mdp.exact_policy_gradient(fn, params)
+    return exact, samples
 
 
 # ---------------------------------------------------------------------------- rows
@@ -348,13 +385,13 @@ def rows(ctx: VerifyContext) -> list[VerifyRow]:
     rows: list[VerifyRow] = []
     for s in suite.setups.values():  # over set-ups, in table order
         for label in s.estimators:  # over its estimator configurations
-            biased = label in _BIASED and not s.gamma_one and not s.key.startswith("corridor")
-            if biased:
+            kind = _row_kind(s, label)
+            if kind == "detected":
                 rows.append(VerifyRow(AREA, label, f"detected as biased: T² vs ∇J, {s.title}",
                                   _verify_detected(suite, s.key, label)))
                 rows.append(VerifyRow(AREA, label, f"mean = predicted biased E[ĝ]: T², {s.title}",
                                   _verify_predicted(suite, s.key, label)))
-            elif label == "td, V + e":
+            elif kind == "predicted":
                 rows.append(VerifyRow(AREA, label, f"mean = predicted E[ĝ] (GAE λ = 0 bias): T², {s.title}",
                                   _verify_predicted(suite, s.key, label)))
             else:
