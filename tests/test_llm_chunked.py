@@ -335,3 +335,20 @@ def test_cuda_equals_cpu_and_peak_memory_is_a_fraction_of_the_logits():
         token_log_probs(z, tok)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - base <= 0.25 * z.numel() * z.element_size()
+
+
+@pytest.mark.parametrize("runs", [1, 3, 40])
+def test_copy_rows_into_copies_each_contiguous_run(runs):
+    """The run-by-run copy (few runs) and the gathered copy (more than MAX_COPY_RUNS) both equal
+    ``flat[rows]``; a run boundary off by one would shift rows."""
+    from pgmath.llm.chunked import MAX_COPY_RUNS, copy_rows_into
+
+    g = torch.Generator().manual_seed(runs)
+    x = torch.randn(4, 30, 7, generator=g, dtype=F64)
+    flat = x.view(-1, 7)
+    starts = torch.randperm(120 // 3, generator=g)[:runs].sort().values * 3
+    rows = torch.cat([torch.arange(int(s), int(s) + 2) for s in starts])
+    assert (len(rows.diff().ne(1).nonzero()) + 1 < MAX_COPY_RUNS) == (runs < MAX_COPY_RUNS)
+    out = torch.full((rows.numel(), 7), float("nan"), dtype=F64)
+    torch.testing.assert_close(copy_rows_into(out, x, flat, rows), flat[rows], rtol=0, atol=0)
+    torch.testing.assert_close(out, flat[rows], rtol=0, atol=0)

@@ -59,8 +59,10 @@ __all__ = [
     "HIDDEN_BUFFER_FRACTION",
     "HIDDEN_MAX_TILE_ROWS",
     "HIDDEN_MIN_TILE_COLS",
+    "MAX_COPY_RUNS",
     "HiddenRowsFunction",
     "LogitsRowsFunction",
+    "copy_rows_into",
     "entropy_of_log_probs_",
     "hidden_plan",
     "log_softmax_",
@@ -236,6 +238,25 @@ def _flat_view(x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
+#: A chunk whose rows form more contiguous runs than this is gathered (one copy) instead.
+MAX_COPY_RUNS = 32
+
+
+def copy_rows_into(out: torch.Tensor, x: torch.Tensor, flat: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+    """``out[:] = x``'s rows ``rows`` (flat b·L + t), run by contiguous run, with no temporary
+    (the scored rows of a batch are one run per sequence); many short runs are gathered at once."""
+    if flat is not None and rows.numel() > 1:
+        breaks = torch.nonzero(rows.diff() != 1).squeeze(1).tolist()
+        if len(breaks) < MAX_COPY_RUNS:
+            starts = [0, *(b + 1 for b in breaks)]
+            ends = [*(b + 1 for b in breaks), rows.numel()]
+            first = rows[starts].tolist()
+            for a, b, r in zip(starts, ends, first):  # over the contiguous runs
+                out[a:b].copy_(flat[r:r + b - a])
+            return out
+    return out.copy_(_row_block(x, flat, rows))
+
+
 def _row_block(x: torch.Tensor, flat: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
     """Rows ``rows`` (flat indices b·L + t) of ``x [B, L, V]``: a view when they are one
     contiguous run of a viewable tensor, else a gathered ``[chunk, V]`` copy."""
@@ -267,12 +288,12 @@ class LogitsRowsFunction(torch.autograd.Function):
         flat = _flat_view(logits)
         lp = torch.empty(n if want_lp else 0, dtype=cd, device=logits.device)
         h = torch.empty(n if want_h else 0, dtype=cd, device=logits.device)
-        buf = torch.empty(min(chunk, n) * logits.shape[-1], dtype=cd, device=logits.device)
-        # probabilities of the entropy in blocks of a quarter of the chunk
         V = logits.shape[-1]
+        buf = torch.empty(min(chunk, n) * V, dtype=cd, device=logits.device)
+        # probabilities of the entropy in blocks of a quarter of the chunk
         pbuf = torch.empty(max(V, (buf.numel() // 4) // V * V), dtype=cd, device=logits.device) if want_h else None
         for s, e in _chunks(n, chunk):  # z′ of each chunk copied into one reused buffer
-            f = _buffer(buf, e - s, logits.shape[-1]).copy_(_row_block(logits, flat, rows[s:e]))
+            f = copy_rows_into(_buffer(buf, e - s, V), logits, flat, rows[s:e])
             if inv_t != 1.0:
                 f.mul_(inv_t)
             lp_c, h_c = _forward_chunk(f, tgt[s:e] if want_lp else None, pbuf)
