@@ -22,6 +22,8 @@ logits are). Baselines:
 
 * ``trl``: ``trl.trainer.utils.selective_log_softmax(logits[:, :-1], tokens[:, 1:])``
   (row-wise logsumexp for float32, a per-sample log_softmax for bf16);
+* ``trl_entropy``: ``trl.trainer.utils.entropy_from_logits(logits[:, :-1])`` (128-row chunks of
+  log_softmax, exp, sum; on the CPU no fused kernel) — the baseline of ``pgmath_entropy``;
 * ``gather``: ``log_softmax(logits[:, :-1].float(), -1).gather(-1, tokens[:, 1:])``;
 * ``v0``: pgmath's previous token_log_probs (copy the scored rows, upcast, full log_softmax);
 * hidden-state paths against ``hidden @ weightᵀ`` followed by TRL (``linear+trl``).
@@ -42,7 +44,7 @@ import time
 
 import torch
 
-PATHS = ("pgmath", "pgmath_entropy", "trl", "gather", "v0", "hidden_pgmath", "hidden_linear_trl")
+PATHS = ("pgmath", "pgmath_entropy", "trl", "trl_entropy", "gather", "v0", "hidden_pgmath", "hidden_linear_trl")
 
 
 def _status(key: str) -> int:
@@ -101,6 +103,11 @@ def _make(path: str, args, dtype: torch.dtype):
 
             def run():
                 return selective_log_softmax(logits[:, :-1], tokens[:, 1:])
+        elif path == "trl_entropy":
+            from trl.trainer.utils import entropy_from_logits
+
+            def run():
+                return entropy_from_logits(logits[:, :-1])
         elif path == "gather":
             def run():
                 return torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
@@ -208,7 +215,7 @@ def main() -> None:
               f"{'vs linear+trl':>13s} {'max |err| (f64)':>16s}")
         for r in rows:
             hid = r["path"].startswith("hidden")
-            ref = base.get("hidden_linear_trl" if hid else "trl")
+            ref = base.get("hidden_linear_trl" if hid else "trl_entropy" if "entropy" in r["path"] else "trl")
             ratio = f"{ref['median_s'] / r['median_s']:.2f}x" if ref else ""
             print(f"{r['path']:18s} {r['peak_extra'] / 2**20:14.1f} {r['peak_extra'] / r['logits_bytes']:9.3f} "
                   f"{r['median_s']:9.3f} {'' if hid else ratio:>7s} {ratio if hid else '':>13s} {r['err']:16.1e}")
