@@ -120,8 +120,16 @@ def test_torchrun_cli_smoke(tmp_path):
            "-m", "pgmath", "train", "ppo", "--env", "CartPole-v1", "--steps", "512", "--out", str(out),
            "--no-progress", "--num-envs", "2", "--n-steps", "32", "--num-minibatches", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
-                          cwd=pathlib.Path(__file__).resolve().parents[1])
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
+                              cwd=pathlib.Path(__file__).resolve().parents[1])
+
+    proc = run()
+    if proc.returncode != 0 and "SIGABRT" in proc.stderr and "trained 512 steps" in proc.stdout:
+        # torch 2.13's gloo teardown aborts a rank at interpreter exit about once in 60 runs, after
+        # the work is done (pgmath/agents/distributed.py::close); one rerun, which must pass
+        proc = run()
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
     ck = torch.load(out / "final.pt", weights_only=True)
     assert ck["world_size"] == 2 and ck["progress"]["global_step"] == 512
