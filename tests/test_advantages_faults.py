@@ -117,3 +117,42 @@ def test_normalize_advantages_refuses_bad_input():
     # two selected entries are enough
     out = normalize_advantages(x, torch.tensor([True, False, True]), eps=0.0)
     torch.testing.assert_close(out, torch.tensor([-1 / math.sqrt(2), 0.0, 1 / math.sqrt(2)], dtype=F64))
+
+
+def _zeros_rollout(T=4, B=2):
+    z = torch.zeros(T, B, dtype=torch.float64)
+    f = torch.zeros(T, B, dtype=torch.bool)
+    return z, f
+
+
+@pytest.mark.parametrize(("gamma", "lam", "name"), [(1.5, 0.9, "gamma"), (0.9, -0.1, "lam")])
+def test_gae_names_gamma_and_lam_when_out_of_range(gamma, lam, name):
+    z, f = _zeros_rollout()
+    with pytest.raises(ValueError, match=rf"^{name} must lie in \[0, 1\]"):
+        gae(z, z, z, f, f, gamma=gamma, lam=lam)
+
+
+def test_normalize_advantages_names_adv_and_mask():
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^adv "):
+        normalize_advantages(torch.tensor(1.0, dtype=torch.float64))  # 0-dim: not time-major
+    with pytest.raises(ValueError, match=r"^adv "):
+        normalize_advantages(torch.ones(5, 3, dtype=torch.int64))  # not a float tensor
+    nan = x.clone()
+    nan[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^adv contains"):
+        normalize_advantages(nan)
+    m = torch.ones(5, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"^adv contains"):
+        normalize_advantages(nan, m)  # NaN at a selected entry
+    m[2, 1] = False
+    assert torch.isfinite(normalize_advantages(nan, m)).all()  # … but not at a masked-out one
+    with pytest.raises(ValueError, match=r"^mask "):
+        normalize_advantages(x, torch.ones(4, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_normalize_advantages_returns_the_input_dtype(dtype):
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1)).to(dtype)
+    assert normalize_advantages(x).dtype == dtype
+    assert normalize_advantages(x, torch.ones(6, 4, dtype=torch.bool)).dtype == dtype

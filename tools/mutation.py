@@ -199,6 +199,27 @@ EQUIVALENT: dict[str, str] = {
     "pgmath.losses.x_ppo_clip_loss__mutmut_115":
         "dual clip with Â <= 0 instead of < 0: at Â = 0 the objective is forced to 0 and 0 < c·0 "
         "is false either way",
+    # advantages.py
+    **{f"pgmath.advantages.x_gae__mutmut_{i}": (
+        "finite= of the early rollout check: gae checks all three tensors with one "
+        "validate_all_finite call right after (same ValueError naming the tensor)") for i in (11, 19, 20)},
+    "pgmath.advantages.x__validate_gae__mutmut_22": (
+        "finite dropped from the early rollout check: gae checks finiteness right after "
+        "(validate_all_finite, same ValueError)"),
+    **{f"pgmath.advantages.x_gae__mutmut_{i}": (
+        "pick_backend sees one tensor fewer: all three are validated to one device and dtype, "
+        "so the choice is the same") for i in (66, 68)},
+    **{f"pgmath.advantages.x_gae__mutmut_{i}": (
+        "the numba kernel is never picked: the torch path gives the same numbers (tested "
+        "against each other), only slower") for i in (70, 71)},
+    **{f"pgmath.advantages.x_gae__mutmut_{i}": (
+        "one of r, V, V' not upcast: arithmetic with the other two (compute dtype) promotes it "
+        "exactly (its values are representable there)") for i in (96, 97, 98)},
+    "pgmath.advantages.x_gae_reference__mutmut_44": (
+        "the reference's last-step branch only resets a carry that is already 0 at t = T − 1"),
+    "pgmath.advantages.x_lambda_returns__mutmut_19": (
+        "backend not passed on: every backend gives the same numbers (tested), only speed differs"),
+    "pgmath.advantages.x_normalize_advantages__mutmut_4": _FALSY,
     "pgmath.losses.x_ppo_clip_loss__mutmut_135":
         "(dual_clip or 1.0): only reached with dual_clip None, where the dual mask is all false "
         "and the value is never selected",
