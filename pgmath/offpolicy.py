@@ -36,8 +36,8 @@ import torch
 from pgmath.returns import episode_stops
 from pgmath.scan import Backend, compute_dtype, discounted_cumsum
 from pgmath.validation import (
-    as_real,
     validate_float_tensor,
+    validate_nonnegative,
     validate_rollout,
     validate_same_shape,
     validate_unit_interval,
@@ -55,7 +55,6 @@ __all__ = [
     "tree_backup",
     "tree_backup_reference",
     "validate_log_ratios",
-    "validate_nonnegative",
     "vtrace",
     "vtrace_reference",
 ]
@@ -63,14 +62,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 # input checks
-
-
-def validate_nonnegative(value: object, name: str) -> float:
-    """Return ``value`` as a float, raising a ``ValueError`` naming ``name`` unless it is ≥ 0."""
-    v = as_real(value, name)
-    if not v >= 0.0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
-    return v
 
 
 def validate_log_ratios(x: object, name: str, rewards: torch.Tensor) -> torch.Tensor:
@@ -98,6 +89,21 @@ def _rollout(rewards, values, next_values, terminated, truncated, gamma, lam, va
     validate_float_tensor(values, values_name)
     validate_same_shape("rewards", rewards, **{values_name: values})
     return term, trunc, validate_unit_interval(gamma, "gamma"), validate_unit_interval(lam, "lam")
+
+
+def _validate_target_log_probs(x: object, rewards: torch.Tensor) -> torch.Tensor:
+    """Tree-backup's log π(aₜ|sₜ): as :func:`validate_log_ratios`, and ≤ 0."""
+    lp = validate_log_ratios(x, "target_log_probs", rewards)
+    if bool((lp > 0).any()):
+        raise ValueError("target_log_probs must be <= 0 (log-probabilities)")
+    return lp
+
+
+def _pdis_args(log_rhos, rewards, next_values, terminated, truncated, gamma):
+    term, trunc = validate_rollout(rewards, next_values=next_values, terminated=terminated,
+                                   truncated=truncated)
+    gamma = validate_unit_interval(gamma, "gamma")
+    return validate_log_ratios(log_rhos, "log_rhos", rewards), term, trunc, gamma
 
 
 def _vtrace_args(log_rhos, rewards, values, next_values, terminated, truncated, gamma, lam,
@@ -413,9 +419,7 @@ def tree_backup(
     """
     term, trunc, gamma, lam = _rollout(rewards, q_values, next_values, terminated, truncated, gamma,
                                        lam, "q_values")
-    lp = validate_log_ratios(target_log_probs, "target_log_probs", rewards)
-    if bool((lp > 0).any()):
-        raise ValueError("target_log_probs must be <= 0 (log-probabilities)")
+    lp = _validate_target_log_probs(target_log_probs, rewards)
     if backend == "reference":
         return tree_backup_reference(target_log_probs, rewards, q_values, next_values, terminated,
                                      truncated, gamma=gamma, lam=lam)
@@ -437,9 +441,7 @@ def tree_backup_reference(
     """:func:`tree_backup` by a plain reverse loop over t (the reference)."""
     term, trunc, gamma, lam = _rollout(rewards, q_values, next_values, terminated, truncated, gamma,
                                        lam, "q_values")
-    lp = validate_log_ratios(target_log_probs, "target_log_probs", rewards)
-    if bool((lp > 0).any()):
-        raise ValueError("target_log_probs must be <= 0 (log-probabilities)")
+    lp = _validate_target_log_probs(target_log_probs, rewards)
     return _q_targets_reference(rewards, q_values, next_values, term, trunc, lam * lp.exp(), gamma)
 
 
@@ -526,10 +528,7 @@ def per_decision_is_returns(
     Checked by: the spec ``pgmath.specs.SPECS["per_decision_is_returns"]`` (fast == reference
     loop; ρ ≡ 1 → discounted returns), run by ``tests/test_specs.py``.
     """
-    term, trunc = validate_rollout(rewards, next_values=next_values, terminated=terminated,
-                                   truncated=truncated)
-    gamma = validate_unit_interval(gamma, "gamma")
-    lr = validate_log_ratios(log_rhos, "log_rhos", rewards)
+    lr, term, trunc, gamma = _pdis_args(log_rhos, rewards, next_values, terminated, truncated, gamma)
     if backend == "reference":
         return per_decision_is_returns_reference(log_rhos, rewards, next_values, terminated,
                                                  truncated, gamma=gamma)
@@ -552,10 +551,7 @@ def per_decision_is_returns_reference(
     gamma: float,
 ) -> torch.Tensor:
     """:func:`per_decision_is_returns` by a plain reverse loop over t (the reference)."""
-    term, trunc = validate_rollout(rewards, next_values=next_values, terminated=terminated,
-                                   truncated=truncated)
-    gamma = validate_unit_interval(gamma, "gamma")
-    lr = validate_log_ratios(log_rhos, "log_rhos", rewards)
+    lr, term, trunc, gamma = _pdis_args(log_rhos, rewards, next_values, terminated, truncated, gamma)
     T = rewards.shape[0]
     out = torch.empty_like(rewards)
     g_next = torch.zeros_like(rewards[0])

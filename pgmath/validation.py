@@ -23,6 +23,7 @@ __all__ = [
     "validate_float_tensor",
     "validate_mask",
     "validate_masked_pair",
+    "validate_nonnegative",
     "validate_positive",
     "validate_rollout",
     "validate_same_shape",
@@ -162,6 +163,14 @@ def validate_positive(value: object, name: str) -> float:
     v = as_real(value, name)
     if not v > 0.0:
         raise ValueError(f"{name} must be > 0, got {v}")
+    return v
+
+
+def validate_nonnegative(value: object, name: str) -> float:
+    """Return ``value`` as a float, raising unless it is ≥ 0 (NaN refused)."""
+    v = as_real(value, name)
+    if not v >= 0.0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
     return v
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from pgmath.lqr.lyapunov import solve_discrete_lyapunov
-from pgmath.validation import as_real, validate_unit_interval
+from pgmath.validation import validate_nonnegative, validate_unit_interval
 
 __all__ = ["LQR", "LQRTrajectories"]
 
@@ -159,9 +159,7 @@ class LQR:
         _symmetric_psd(R, "R", definite=True)
         _symmetric_psd(Sigma0, "Sigma0")
         gamma = validate_unit_interval(gamma, "gamma")
-        sigma = as_real(sigma, "sigma")
-        if sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
+        sigma = validate_nonnegative(sigma, "sigma")
         if sigma > 0 and gamma >= 1.0:
             raise ValueError("gamma must be < 1 when sigma > 0: the noise's cost σ² tr R accrues "
                              "every step, so the undiscounted cost is infinite")

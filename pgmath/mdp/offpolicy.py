@@ -54,8 +54,8 @@ import torch
 from pgmath.mdp.iterative_evaluation import iterative_action_values, iterative_policy_evaluation
 from pgmath.mdp.tabular import TabularMDP
 from pgmath.validation import (
-    as_real,
     validate_float_tensor,
+    validate_nonnegative,
     validate_positive,
     validate_unit_interval,
 )
@@ -70,13 +70,6 @@ __all__ = [
     "vtrace_operator",
     "vtrace_target_policy",
 ]
-
-
-def _validate_nonnegative(value: object, name: str) -> float:
-    v = as_real(value, name)
-    if not v >= 0.0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
-    return v
 
 
 def validate_behaviour(mdp: TabularMDP, pi: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +152,7 @@ def vtrace_fixed_point(
       with π_ρ̄ never terminating (singular system).
     """
     rho_bar = validate_positive(rho_bar, "rho_bar")
-    _validate_nonnegative(c_bar, "c_bar")
+    validate_nonnegative(c_bar, "c_bar")
     pi, mu = validate_behaviour(mdp, pi, mu)
     w = torch.minimum(rho_bar * mu, pi)
     n = torch.nonzero(~mdp.terminal).squeeze(1)
@@ -201,8 +194,8 @@ def vtrace_operator(
       rho_bar: ρ̄ ≥ 0; c_bar: c̄ ≥ 0; lam: λ ∈ [0, 1] (cₜ = λ min(c̄, ρₜ)).
       steps: n ≥ 0, or None for n = ∞.
     """
-    rho_bar = _validate_nonnegative(rho_bar, "rho_bar")
-    c_bar = _validate_nonnegative(c_bar, "c_bar")
+    rho_bar = validate_nonnegative(rho_bar, "rho_bar")
+    c_bar = validate_nonnegative(c_bar, "c_bar")
     lam = validate_unit_interval(lam, "lam")
     steps = _validate_steps(steps)
     pi, mu = validate_behaviour(mdp, pi, mu)
@@ -295,7 +288,7 @@ def vtrace_fixed_point_reference(
     (sweeps to 1e-12; :func:`pgmath.mdp.iterative_policy_evaluation`). The reference of
     :func:`vtrace_fixed_point` (Espeholt et al. 2018, Theorem 1)."""
     rho_bar = validate_positive(rho_bar, "rho_bar")
-    _validate_nonnegative(c_bar, "c_bar")
+    validate_nonnegative(c_bar, "c_bar")
     pi, mu = validate_behaviour(mdp, pi, mu)
     target = torch.zeros_like(pi)
     # over states s: clip each action's weight at ρ̄ μ(a|s), then renormalise the row
