@@ -263,10 +263,7 @@ def _row_block(x: torch.Tensor, flat: torch.Tensor | None, rows: torch.Tensor) -
     if flat is None:
         L = x.shape[1]
         return x[rows // L, rows % L]
-    first, last = int(rows[0]), int(rows[-1])
-    if last - first + 1 == rows.numel():
-        return flat[first:last + 1]
-    return flat.index_select(0, rows)
+    return _take_rows(flat, rows)
 
 
 # ---------------------------------------------------------------------------------------------
